@@ -1,0 +1,108 @@
+from django.db import models
+from django.utils import timezone
+
+from accounts import crypto
+
+
+class Workspace(models.Model):
+    """An agency's client: the unit that owns accounts, triggers and deliveries."""
+
+    name = models.CharField(max_length=150, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LoginKind(models.TextChoices):
+    FACEBOOK = "facebook", "Facebook Login (page-linked)"
+    INSTAGRAM = "instagram", "Instagram Login"
+
+
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+    DISABLED = "disabled", "Disabled"
+
+
+class InstagramAccount(models.Model):
+    """A connected Instagram professional account and the token we send with."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="accounts")
+    ig_user_id = models.CharField(
+        "Instagram user id", max_length=64, unique=True, help_text="The id webhooks carry."
+    )
+    # Instagram Login's /me can return a `user_id` that differs from `id`: events may name either.
+    ig_alt_id = models.CharField("alternate id", max_length=64, blank=True, db_index=True)
+    username = models.CharField(max_length=64, db_index=True)
+    page_id = models.CharField("Facebook page id", max_length=64, blank=True)
+    login_kind = models.CharField(
+        max_length=16, choices=LoginKind.choices, default=LoginKind.FACEBOOK
+    )
+    access_token_encrypted = models.TextField(blank=True, editable=False)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=list, blank=True, help_text="Permissions the token grants.")
+    status = models.CharField(
+        max_length=20, choices=AccountStatus.choices, default=AccountStatus.ACTIVE, db_index=True
+    )
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["username"]
+        verbose_name = "Instagram account"
+
+    def __str__(self) -> str:
+        return f"@{self.username}"
+
+    @property
+    def access_token(self) -> str:
+        return crypto.decrypt(self.access_token_encrypted)
+
+    @access_token.setter
+    def access_token(self, value: str) -> None:
+        self.access_token_encrypted = crypto.encrypt(value)
+
+    @property
+    def masked_token(self) -> str:
+        try:
+            return crypto.mask(self.access_token)
+        except crypto.TokenDecryptionError:
+            return "(cannot decrypt)"
+
+    @property
+    def sender_id(self) -> str:
+        """The node that sends messages: the page for Facebook Login, else the IG user."""
+        if self.login_kind == LoginKind.FACEBOOK and self.page_id:
+            return self.page_id
+        return self.ig_user_id
+
+    def owns_id(self, instagram_id: str) -> bool:
+        return instagram_id in {self.ig_user_id, self.ig_alt_id} - {""}
+
+
+class Contact(models.Model):
+    """A person who interacted with an account, by Instagram-scoped id."""
+
+    account = models.ForeignKey(InstagramAccount, on_delete=models.CASCADE, related_name="contacts")
+    igsid = models.CharField("Instagram-scoped id", max_length=64)
+    username = models.CharField(max_length=64, blank=True)
+    # Only messages, story replies, postbacks and taps open the 24-hour window; comments do not.
+    last_interaction_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last inbound message (opens the 24-hour window)."
+    )
+    last_comment_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "igsid"], name="contact_unique_per_account")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"@{self.username}" if self.username else self.igsid

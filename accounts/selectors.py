@@ -1,0 +1,26 @@
+"""Reads for accounts."""
+
+from django.db.models import Q
+
+from accounts.models import InstagramAccount
+
+
+def account_for_instagram_id(instagram_id: str) -> InstagramAccount | None:
+    """The connected account a webhook entry names, by its id or its alternate id."""
+    if not instagram_id:
+        return None
+    return (
+        InstagramAccount.objects.select_related("workspace")
+        .filter(Q(ig_user_id=instagram_id) | Q(ig_alt_id=instagram_id))
+        .first()
+    )
+
+
+def account_by_reference(reference: str) -> InstagramAccount | None:
+    """An account by username (with or without @) or Instagram user id."""
+    reference = reference.strip().lstrip("@")
+    return (
+        InstagramAccount.objects.select_related("workspace")
+        .filter(Q(username__iexact=reference) | Q(ig_user_id=reference))
+        .first()
+    )

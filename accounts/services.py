@@ -1,0 +1,103 @@
+"""Writes for workspaces, connected accounts and contacts."""
+
+from datetime import datetime
+
+from django.db import transaction
+
+from accounts.models import AccountStatus, Contact, InstagramAccount, LoginKind, Workspace
+
+
+class AccountError(ValueError):
+    """Input that cannot connect an account; the message says what to fix."""
+
+
+@transaction.atomic
+def account_connect(
+    *,
+    workspace_name: str,
+    ig_user_id: str,
+    username: str,
+    access_token: str,
+    page_id: str = "",
+    login_kind: str = LoginKind.FACEBOOK,
+    scopes: list[str] | None = None,
+) -> tuple[InstagramAccount, bool]:
+    """Connect an account with a token obtained elsewhere, or replace its token.
+
+    Returns the account and whether it was created.
+    """
+    workspace_name = workspace_name.strip()
+    ig_user_id = ig_user_id.strip()
+    username = username.strip().lstrip("@")
+    if not workspace_name:
+        raise AccountError("--workspace must not be empty.")
+    if not ig_user_id.isdigit():
+        raise AccountError(f"--ig-user-id must be Instagram's numeric id, got {ig_user_id!r}.")
+    if not username:
+        raise AccountError("--username must not be empty.")
+    if not access_token.strip():
+        raise AccountError("--access-token must not be empty.")
+    if login_kind not in LoginKind.values:
+        raise AccountError(f"--login must be one of {', '.join(LoginKind.values)}.")
+    if page_id and not page_id.isdigit():
+        raise AccountError(f"--page-id must be numeric, got {page_id!r}.")
+    if login_kind == LoginKind.FACEBOOK and not page_id:
+        raise AccountError("--page-id is required with --login facebook (the page sends messages).")
+
+    account = InstagramAccount.objects.filter(ig_user_id=ig_user_id).first()
+    if account and account.workspace.name != workspace_name:
+        raise AccountError(
+            f"Account {ig_user_id} is connected to workspace {account.workspace.name!r}; "
+            "disconnect it there first."
+        )
+    workspace, _ = Workspace.objects.get_or_create(name=workspace_name)
+    created = account is None
+    if account is None:
+        account = InstagramAccount(workspace=workspace, ig_user_id=ig_user_id)
+    account.username = username
+    account.page_id = page_id
+    account.login_kind = login_kind
+    account.access_token = access_token.strip()
+    if scopes is not None:
+        account.scopes = scopes
+    account.status = AccountStatus.ACTIVE
+    account.status_reason = ""
+    account.save()
+    return account, created
+
+
+def contact_record_comment(
+    *, account: InstagramAccount, igsid: str, username: str, commented_at: datetime
+) -> Contact:
+    """Remember who commented; a comment allows one private reply but opens no window."""
+    contact, created = Contact.objects.get_or_create(
+        account=account,
+        igsid=igsid,
+        defaults={"username": username, "last_comment_at": commented_at},
+    )
+    if not created:
+        changed = []
+        if username and contact.username != username:
+            contact.username = username
+            changed.append("username")
+        if contact.last_comment_at is None or commented_at > contact.last_comment_at:
+            contact.last_comment_at = commented_at
+            changed.append("last_comment_at")
+        if changed:
+            contact.save(update_fields=changed)
+    return contact
+
+
+def contact_record_message(
+    *, account: InstagramAccount, igsid: str, interacted_at: datetime
+) -> Contact:
+    """A message, story reply, tap or postback: (re)opens the 24-hour window."""
+    contact, created = Contact.objects.get_or_create(
+        account=account, igsid=igsid, defaults={"last_interaction_at": interacted_at}
+    )
+    if not created and (
+        contact.last_interaction_at is None or interacted_at > contact.last_interaction_at
+    ):
+        Contact.objects.filter(pk=contact.pk).update(last_interaction_at=interacted_at)
+        contact.last_interaction_at = interacted_at
+    return contact

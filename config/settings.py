@@ -1,0 +1,241 @@
+"""Settings, read from the environment (and a `.env` file) with django-environ.
+
+With no configuration at all the app runs in development mode on SQLite and a
+broker that needs no server (kombu's filesystem transport), so a newcomer's
+first run works. With DEBUG off every production secret must be set, so a bad
+deploy fails at start instead of running with development values.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+# Runtime files (SQLite database, filesystem broker, beat schedule); movable for tests.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# Development values exist only so the zero-configuration demo runs; production sets DEBUG=off.
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _secret(name: str, dev_default: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return dev_default
+    raise ImproperlyConfigured(f"Set {name}: it is required when DEBUG is off.")
+
+
+SECRET_KEY = _secret("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "allauth",
+    "allauth.account",
+    "accounts",
+    "triggers",
+    "webhooks",
+    "messaging",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker share the file: WAL lets readers and one writer overlap, IMMEDIATE
+    # transactions avoid "database is locked" upgrades, and the timeout waits out a writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so the end-to-end tests' worker process sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+# --- Sign-in (django-allauth): invitations only, no open sign-up -----------------------------
+ACCOUNT_ADAPTER = "accounts.adapters.InvitationOnlyAccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+LOGIN_REDIRECT_URL = "/admin/"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# The admin's CSS and JS, served by the app itself (no separate web server needed).
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security -------------------------------------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+# Liveness probes and Meta's webhook come over plain HTTP from local proxies too.
+SECURE_REDIRECT_EXEMPT = [r"^livez/$", r"^healthz/$"]
+
+# --- Meta ----------------------------------------------------------------------------------
+META_GRAPH_VERSION = "v24.0"
+META_APP_ID = _secret("META_APP_ID", "demo-app-id")
+META_APP_SECRET = _secret("META_APP_SECRET", "demo-app-secret")
+META_VERIFY_TOKEN = _secret("META_VERIFY_TOKEN", "demo-verify-token")
+META_GRAPH_URL = env.str(
+    "META_GRAPH_URL", default=f"https://graph.facebook.com/{META_GRAPH_VERSION}"
+)
+META_INSTAGRAM_GRAPH_URL = env.str(
+    "META_INSTAGRAM_GRAPH_URL", default=f"https://graph.instagram.com/{META_GRAPH_VERSION}"
+)
+META_OAUTH_URL = env.str("META_OAUTH_URL", default=f"https://www.facebook.com/{META_GRAPH_VERSION}")
+INSTAGRAM_APP_ID = env.str("INSTAGRAM_APP_ID", default="")
+INSTAGRAM_APP_SECRET = env.str("INSTAGRAM_APP_SECRET", default="")
+INSTAGRAM_OAUTH_URL = env.str("INSTAGRAM_OAUTH_URL", default="https://www.instagram.com")
+INSTAGRAM_API_URL = env.str("INSTAGRAM_API_URL", default="https://api.instagram.com")
+# (connect, read) seconds for every Graph API call.
+META_HTTP_TIMEOUT = (
+    env.float("META_CONNECT_TIMEOUT", default=3.05),
+    env.float("META_READ_TIMEOUT", default=10.0),
+)
+
+# Comma-separated; the first key encrypts, all of them decrypt (rotation without downtime).
+TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEY", default=[])
+if not TOKEN_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set TOKEN_ENCRYPTION_KEY: it is required when DEBUG is off.")
+    TOKEN_ENCRYPTION_KEYS = [f"derived-from-secret-key:{SECRET_KEY}"]
+
+SEND_LIMIT_PER_SECOND = env.int("SEND_LIMIT_PER_SECOND", default=100)
+PRIVATE_REPLY_LIMIT_PER_HOUR = env.int("PRIVATE_REPLY_LIMIT_PER_HOUR", default=750)
+
+# --- Celery ---------------------------------------------------------------------------------
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    BROKER_DIR.mkdir(exist_ok=True)
+    # One folder shared by web, worker and beat; polled often so the demo answers fast.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+    # The filesystem transport has no fanout exchange for remote control.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+elif CELERY_BROKER_URL.startswith("redis"):
+    # A message unacknowledged this long is redelivered; our tasks are idempotent.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 90
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_DEFAULT_QUEUE = "events"
+# Intake processing and sending have separate queues so a send backlog never delays parsing.
+CELERY_TASK_QUEUES = (Queue("events"), Queue("sends"))
+CELERY_TASK_ROUTES = {
+    "webhooks.*": {"queue": "events"},
+    "messaging.send_delivery": {"queue": "sends"},
+    "messaging.*": {"queue": "events"},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-pending-events": {
+        "task": "webhooks.requeue_pending_events",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    "sweep-deliveries": {
+        "task": "messaging.sweep_deliveries",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+}
+# An event or delivery left pending this long is handed to the queue again by the sweeper.
+PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=15.0)
+STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=180.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,46 @@
+import csv
+import json
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import Workspace
+from messaging.selectors import EXPORT_FIELDS, deliveries_for_export, delivery_as_record
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CommandError(
+            f"--since {value!r} is not an ISO-8601 date or time (e.g. 2026-11-25T10:00:00Z)."
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Command(BaseCommand):
+    help = "Print delivery records on stdout, as a JSON array or CSV."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--format", default="json", choices=["json", "csv"])
+        parser.add_argument(
+            "--since", help="Only deliveries created at or after this ISO-8601 time."
+        )
+        parser.add_argument("--workspace", help="Only this workspace's deliveries.")
+
+    def handle(self, *args, **options) -> None:
+        since = _parse_since(options["since"]) if options.get("since") else None
+        workspace = options.get("workspace")
+        if workspace is not None and not Workspace.objects.filter(name=workspace).exists():
+            raise CommandError(f"No workspace named {workspace!r}.")
+        records = (
+            delivery_as_record(delivery)
+            for delivery in deliveries_for_export(since=since, workspace_name=workspace).iterator()
+        )
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(list(records), indent=2, ensure_ascii=False))
+            return
+        writer = csv.DictWriter(self.stdout, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(record)

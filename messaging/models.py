@@ -1,0 +1,143 @@
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Contact, InstagramAccount, Workspace
+
+
+class DeliveryKind(models.TextChoices):
+    PUBLIC_REPLY = "public_reply", "Public reply to a comment"
+    PRIVATE_REPLY = "private_reply", "Private reply to a comment"
+    MESSAGE = "message", "Direct message"
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped by a pre-send check"
+    UNKNOWN = "unknown", "Unknown outcome (not retried)"
+
+
+FINAL_STATUSES = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.UNKNOWN,
+)
+
+
+class DeliveryReason(models.TextChoices):
+    WINDOW_EXPIRED = "window_expired", "Messaging window expired"
+    PERMISSION_MISSING = "permission_missing", "Permission missing"
+    TOKEN_INVALID = "token_invalid", "Token invalid"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    CONVERSATION_CLOSED = "conversation_closed", "Conversation closed"
+    CONTENT_REJECTED = "content_rejected", "Content rejected"
+    ALREADY_REPLIED = "already_replied", "Already replied"
+    RECIPIENT_INVALID = "recipient_invalid", "Recipient invalid"
+    META_ERROR = "meta_error", "Meta error"
+
+
+class Delivery(models.Model):
+    """One outbound action (public reply, private reply or DM) and what became of it."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="deliveries")
+    account = models.ForeignKey(
+        InstagramAccount, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    trigger = models.ForeignKey(
+        "triggers.Trigger",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    event = models.ForeignKey(
+        "webhooks.WebhookEvent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
+    kind = models.CharField(max_length=16, choices=DeliveryKind.choices)
+    recipient = models.CharField(max_length=64, help_text="IGSID, or the comment id answered.")
+    comment_id = models.CharField(max_length=64, blank=True, db_index=True)
+    payload = models.JSONField(help_text="What is sent: the reply text or the message object.")
+    # One delivery per purpose (e.g. "private_reply:<comment id>"): a redelivered event or a task
+    # that runs twice finds the existing row instead of sending again.
+    dedupe_key = models.CharField(max_length=200)
+
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED, db_index=True
+    )
+    reason = models.CharField(max_length=24, choices=DeliveryReason.choices, blank=True)
+    detail = models.TextField(blank=True, help_text="What happened, in a sentence.")
+    attempts = models.PositiveIntegerField(default=0)
+    meta_code = models.IntegerField(null=True, blank=True)
+    meta_subcode = models.IntegerField(null=True, blank=True)
+    meta_message = models.TextField(blank=True)
+    meta_trace_id = models.CharField(max_length=64, blank=True)
+    meta_response_id = models.CharField(
+        max_length=128, blank=True, help_text="Meta's id for what we sent (comment or message)."
+    )
+
+    interaction_at = models.DateTimeField(
+        null=True, blank=True, help_text="Meta's time of the interaction answered."
+    )
+    event_received_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "dedupe_key"], name="delivery_unique_purpose_per_account"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="delivery_status_created"),
+            models.Index(fields=["account", "status"], name="delivery_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def latency_ms(self) -> float | None:
+        """From the webhook's arrival to Meta's answer."""
+        if self.sent_at and self.event_received_at:
+            return (self.sent_at - self.event_received_at).total_seconds() * 1000
+        return None
+
+
+class DeliveryAttempt(models.Model):
+    """One call to Meta for a delivery: kept so support can see each try."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.FloatField(null=True, blank=True)
+    outcome = models.CharField(max_length=10)
+    http_status = models.IntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=24, blank=True)
+    meta_code = models.IntegerField(null=True, blank=True)
+    meta_subcode = models.IntegerField(null=True, blank=True)
+    meta_message = models.TextField(blank=True)
+    meta_trace_id = models.CharField(max_length=64, blank=True)
+    request_summary = models.CharField(max_length=300, blank=True)
+    response_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of delivery {self.delivery_id}"

@@ -1,0 +1,15 @@
+"""Thin Celery tasks: each loads by id and calls one service; safe to run twice."""
+
+from celery import shared_task
+
+from messaging import services
+
+
+@shared_task(name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
+def send_delivery(delivery_id: int) -> None:
+    services.delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(name="messaging.sweep_deliveries")
+def sweep_deliveries() -> dict:
+    return services.deliveries_sweep()

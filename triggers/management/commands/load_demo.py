@@ -1,0 +1,65 @@
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import LoginKind
+from accounts.services import account_connect
+from triggers.triggerfile import parse_trigger_file, triggers_import
+
+DEMO_WORKSPACE = "Demo agency"
+DEMO_ACCOUNT_ID = "17841400000000001"
+DEMO_PAGE_ID = "100000000000001"
+DEMO_USERNAME = "demo.studio"
+DEMO_TRIGGERS = {
+    "triggers": [
+        {
+            "account": DEMO_USERNAME,
+            "name": "Guide giveaway",
+            "event": "comment",
+            "match": "contains",
+            "keywords": ["guide", "send guide"],
+            "media_ids": [],
+            "public_replies": ["Sent! Check your DMs 📬", "On its way to your inbox!"],
+            "messages": [{"text": "Here is the guide: https://example.com/guide"}],
+            "enabled": True,
+            "priority": 0,
+        }
+    ]
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data: a workspace, a connected demo account (talking to the local Graph "
+        'API stand-in) and a comment trigger "GUIDE"; with DEBUG on, also an admin login.'
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--admin-password", default="admin", help="Password of user 'admin'.")
+
+    def handle(self, *args, **options) -> None:
+        account, _ = account_connect(
+            workspace_name=DEMO_WORKSPACE,
+            ig_user_id=DEMO_ACCOUNT_ID,
+            username=DEMO_USERNAME,
+            access_token="demo-page-access-token",  # noqa: S106 - the stand-in accepts any token
+            page_id=DEMO_PAGE_ID,
+            login_kind=LoginKind.FACEBOOK,
+            scopes=["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"],
+        )
+        summary = triggers_import(parse_trigger_file(DEMO_TRIGGERS))
+        self.stdout.write(
+            f"Demo account @{account.username} ({account.ig_user_id}) in {DEMO_WORKSPACE!r}; "
+            f"trigger 'Guide giveaway': {summary.created} created, {summary.updated} updated."
+        )
+        if not settings.DEBUG:
+            raise CommandError("Not creating the demo admin login: DEBUG is off.")
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com"}
+        )
+        if created:
+            user.is_staff = user.is_superuser = True
+            user.set_password(options["admin_password"])
+            user.save()
+            self.stdout.write("Admin login: admin / " + options["admin_password"])

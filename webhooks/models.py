@@ -1,0 +1,37 @@
+from django.db import models
+from django.utils import timezone
+
+
+class EventState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSED = "processed", "Processed: a trigger answered"
+    NO_MATCH = "no_match", "No trigger matched"
+    IGNORED = "ignored", "Ignored (own comment, unknown account, not a trigger event)"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected (not a JSON object)"
+
+
+class WebhookEvent(models.Model):
+    """One POST from Meta, stored raw before we answer 200 (it may batch many updates)."""
+
+    raw_body = models.TextField()
+    # SHA-256 of the raw body: Meta redelivers the same bytes, and a redelivery must not send twice.
+    dedupe_key = models.CharField(max_length=64, unique=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=EventState.choices, default=EventState.PENDING, db_index=True
+    )
+    error = models.TextField(blank=True)
+    # Per update: what processing made of it (matched trigger, why ignored, ...).
+    result = models.JSONField(default=list, blank=True)
+    account_ids = models.JSONField(default=list, blank=True)
+    redeliveries = models.PositiveIntegerField(default=0)
+    processing_attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["state", "received_at"], name="event_state_received")]
+
+    def __str__(self) -> str:
+        return f"Webhook event {self.pk} ({self.state})"

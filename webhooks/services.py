@@ -1,0 +1,219 @@
+"""Webhook intake: store the raw event first, process it later, never twice."""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts import services as account_services
+from accounts.selectors import account_for_instagram_id
+from meta.payloads import (
+    CommentEvent,
+    MentionEvent,
+    MessagingEvent,
+    PayloadError,
+    UnknownEvent,
+    iter_entry_account_ids,
+    parse_webhook,
+)
+from triggers import services as trigger_services
+from webhooks.models import EventState, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+# After this many crashed processing attempts an event is marked failed instead of retried.
+MAX_PROCESSING_ATTEMPTS = 5
+
+
+class InvalidWebhookBody(ValueError):
+    """The body is not a JSON object."""
+
+
+@dataclass(frozen=True)
+class Intake:
+    event: WebhookEvent
+    duplicate: bool
+
+
+def _decode_object(raw_body: bytes) -> dict:
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidWebhookBody(f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidWebhookBody(f"The body is JSON but not an object ({type(body).__name__}).")
+    return body
+
+
+def webhook_event_receive(*, raw_body: bytes) -> Intake:
+    """Store a signed webhook body durably and schedule its processing after commit.
+
+    Raises InvalidWebhookBody (after logging the attempt) when the body is not a JSON object.
+    """
+    body = _decode_object(raw_body)
+    dedupe_key = hashlib.sha256(raw_body).hexdigest()
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                raw_body=raw_body.decode("utf-8"),
+                dedupe_key=dedupe_key,
+                account_ids=sorted(iter_entry_account_ids(body))[:50],
+            )
+            transaction.on_commit(partial(webhook_event_schedule, event_id=event.pk))
+    except IntegrityError:
+        # Meta redelivered bytes we already hold: count it, send nothing again.
+        WebhookEvent.objects.filter(dedupe_key=dedupe_key).update(
+            redeliveries=F("redeliveries") + 1
+        )
+        return Intake(WebhookEvent.objects.get(dedupe_key=dedupe_key), duplicate=True)
+    return Intake(event, duplicate=False)
+
+
+def webhook_event_reject(*, raw_body: bytes, error: str) -> None:
+    """Log a signed but unreadable body so an operator can see what Meta (or someone) sent."""
+    logger.warning("Rejected webhook body (%d bytes): %s", len(raw_body), error)
+    WebhookEvent.objects.get_or_create(
+        dedupe_key=hashlib.sha256(raw_body).hexdigest(),
+        defaults={
+            "raw_body": raw_body.decode("utf-8", errors="replace")[:100_000],
+            "state": EventState.REJECTED,
+            "error": error[:2000],
+            "processed_at": timezone.now(),
+        },
+    )
+
+
+def webhook_event_schedule(*, event_id: int) -> None:
+    """Queue processing; if the broker is down the event stays pending and beat re-queues it."""
+    from webhooks.tasks import process_event
+
+    try:
+        process_event.delay(event_id)
+    except Exception:
+        logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
+
+
+def _handle_comment(item: CommentEvent, event: WebhookEvent) -> dict:
+    account = account_for_instagram_id(item.account_id)
+    base = {"type": "comment", "comment_id": item.comment_id}
+    if account is None:
+        return {**base, "outcome": "ignored", "why": f"no connected account {item.account_id}"}
+    if not item.from_id:
+        return {**base, "outcome": "ignored", "why": "the comment names no author"}
+    if account.owns_id(item.from_id):
+        return {**base, "outcome": "ignored", "why": "the account's own comment"}
+    contact = account_services.contact_record_comment(
+        account=account,
+        igsid=item.from_id,
+        username=item.from_username,
+        commented_at=item.occurred_at,
+    )
+    outcome = trigger_services.comment_answer(
+        account=account,
+        comment=item,
+        contact=contact,
+        event_id=event.pk,
+        event_received_at=event.received_at,
+    )
+    return {**base, **outcome}
+
+
+def _handle_messaging(item: MessagingEvent, event: WebhookEvent) -> dict:
+    base = {"type": item.kind, "mid": item.mid}
+    account = account_for_instagram_id(item.account_id)
+    if account is None:
+        return {**base, "outcome": "ignored", "why": f"no connected account {item.account_id}"}
+    if item.opens_window and item.sender_id and not account.owns_id(item.sender_id):
+        account_services.contact_record_message(
+            account=account, igsid=item.sender_id, interacted_at=item.occurred_at
+        )
+        return {**base, "outcome": "recorded", "why": "interaction recorded (window opened)"}
+    return {**base, "outcome": "recorded"}
+
+
+def _handle(item, event: WebhookEvent) -> dict:
+    if isinstance(item, CommentEvent):
+        return _handle_comment(item, event)
+    if isinstance(item, MessagingEvent):
+        return _handle_messaging(item, event)
+    if isinstance(item, MentionEvent):
+        return {"type": "mention", "outcome": "recorded", "comment_id": item.comment_id}
+    if isinstance(item, UnknownEvent):
+        return {"type": item.field or "unknown", "outcome": "ignored", "why": item.note}
+    return {"type": type(item).__name__, "outcome": "ignored"}
+
+
+def _overall_state(results: list[dict]) -> str:
+    outcomes = {result["outcome"] for result in results}
+    if "matched" in outcomes:
+        return EventState.PROCESSED
+    if "no_match" in outcomes:
+        return EventState.NO_MATCH
+    return EventState.IGNORED
+
+
+def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
+    """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
+    WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
+        processing_attempts=F("processing_attempts") + 1
+    )
+    try:
+        with transaction.atomic():
+            # The row lock makes a second worker wait, then see the event is no longer pending.
+            event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
+            if event is None or event.state != EventState.PENDING:
+                return event
+            try:
+                items = parse_webhook(json.loads(event.raw_body))
+            except PayloadError as exc:
+                event.state, event.error = EventState.FAILED, f"Unreadable payload: {exc}"
+            else:
+                event.result = [_handle(item, event) for item in items]
+                event.state = _overall_state(event.result)
+                event.error = ""
+            event.processed_at = timezone.now()
+            event.save(update_fields=["state", "error", "result", "processed_at"])
+            return event
+    except Exception as exc:
+        logger.exception("Processing webhook event %s failed", event_id)
+        event = WebhookEvent.objects.filter(pk=event_id).first()
+        if event is None:
+            return None
+        failed = event.processing_attempts >= MAX_PROCESSING_ATTEMPTS
+        WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            **({"state": EventState.FAILED, "processed_at": timezone.now()} if failed else {}),
+        )
+        event.refresh_from_db()
+        return event
+
+
+def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -> int:
+    """The outbox sweeper: re-queue events still pending after a grace period."""
+    grace = older_than_seconds
+    if grace is None:
+        grace = settings.PENDING_EVENT_GRACE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    event_ids = list(
+        WebhookEvent.objects.filter(state=EventState.PENDING, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    for event_id in event_ids:
+        webhook_event_schedule(event_id=event_id)
+    return len(event_ids)
+
+
+def webhook_event_reprocess(*, event_id: int) -> None:
+    """Operator action: process a failed or ignored event again (deliveries stay deduplicated)."""
+    WebhookEvent.objects.filter(pk=event_id).update(
+        state=EventState.PENDING, error="", processing_attempts=0
+    )
+    transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))

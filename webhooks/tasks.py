@@ -1,0 +1,15 @@
+"""Thin Celery tasks for intake processing."""
+
+from celery import shared_task
+
+from webhooks import services
+
+
+@shared_task(name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
+def process_event(event_id: int) -> None:
+    services.webhook_event_process(event_id=event_id)
+
+
+@shared_task(name="webhooks.requeue_pending_events")
+def requeue_pending_events() -> int:
+    return services.webhook_events_requeue_pending()

@@ -129,6 +129,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 # The admin's CSS and JS, served by the app itself (no separate web server needed).
 WHITENOISE_USE_FINDERS = DEBUG
 

@@ -1,0 +1,43 @@
+import pytest
+import responses as responses_lib
+from django.conf import settings
+
+from config.celery import app as celery_app
+from meta.samples import signed
+
+GRAPH = "https://graph.test/v24.0"
+INSTAGRAM_GRAPH = "https://graph-ig.test/v24.0"
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager(request):
+    """Unit tests run tasks inline; end-to-end tests use a real worker and broker."""
+    if request.node.get_closest_marker("e2e"):
+        yield
+        return
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def graph_urls(settings):
+    settings.META_GRAPH_URL = GRAPH
+    settings.META_INSTAGRAM_GRAPH_URL = INSTAGRAM_GRAPH
+    return settings
+
+
+@pytest.fixture
+def mocked_graph(graph_urls):
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def sign():
+    """Serialise and sign a webhook body with the configured app secret."""
+
+    def _sign(body: dict, secret: str | None = None):
+        return signed(body, secret or settings.META_APP_SECRET)
+
+    return _sign

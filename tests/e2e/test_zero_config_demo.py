@@ -1,0 +1,99 @@
+"""The newcomer's first run: no configuration at all (SQLite, filesystem broker), real
+processes started the way the demo starts them, and a simulated comment answered."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from meta.standin import StandInControl
+from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port, start_worker
+
+pytestmark = pytest.mark.e2e
+
+CONFIG_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    completed = subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def test_zero_config_demo_answers_a_comment(tmp_path):
+    standin_port, web_port = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    env.update(
+        VAR_DIR=str(tmp_path / "var"),
+        META_GRAPH_URL=f"http://127.0.0.1:{standin_port}/v24.0",
+        META_INSTAGRAM_GRAPH_URL=f"http://127.0.0.1:{standin_port}/v24.0",
+    )
+    _manage(env, "migrate", "--noinput", "-v0")
+    assert "demo.studio" in _manage(env, "load_demo")
+
+    processes = []
+    try:
+        standin = Process(
+            "standin",
+            [str(VENV_BIN / "python"), "-m", "meta.standin", "--port", str(standin_port)],
+            env,
+            tmp_path,
+        )
+        processes.append(standin)
+        web = Process(
+            "web",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                "--workers",
+                "2",
+            ],
+            env,
+            tmp_path,
+        )
+        processes.append(web)
+        processes.append(start_worker(env, tmp_path))
+        web.wait_for_output("Booting worker", timeout=30)
+        standin.wait_for_output("127.0.0.1", timeout=30)
+
+        output = _manage(
+            env,
+            "simulate_comment",
+            "guide please",
+            "--url",
+            f"http://127.0.0.1:{web_port}/webhooks/instagram/",
+        )
+        assert "-> 200" in output
+
+        control = StandInControl(f"http://127.0.0.1:{standin_port}")
+        private = control.wait_for("private_reply", 1, timeout=30)
+        public = control.wait_for("comment_reply", 1, timeout=30)
+        assert private[0]["body"]["message"]["text"].startswith("Here is the guide")
+        assert public[0]["body"]["message"] in {
+            "Sent! Check your DMs 📬",
+            "On its way to your inbox!",
+        }
+
+        def sent_records():
+            records = json.loads(_manage(env, "export_deliveries", "--format", "json"))
+            return records if [r["status"] for r in records] == ["sent", "sent"] else None
+
+        from tests.e2e.processes import wait_until
+
+        records = wait_until(sent_records, 20, "both deliveries recorded as sent")
+        assert {record["kind"] for record in records} == {"public_reply", "private_reply"}
+        assert (tmp_path / "var" / "db.sqlite3").exists()
+    finally:
+        for process in reversed(processes):
+            process.stop()

@@ -1,0 +1,367 @@
+"""Processing a stored event: parse, match, create deliveries, send through the Graph client."""
+
+import json
+
+import pytest
+from django.utils import timezone
+
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from meta.samples import comment_body, message_body
+from tests.conftest import GRAPH
+from tests.factories import ContactFactory, InstagramAccountFactory, TriggerFactory
+from webhooks import services
+from webhooks.models import EventState, WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _store(body: dict) -> WebhookEvent:
+    intake = services.webhook_event_receive(raw_body=json.dumps(body).encode())
+    return intake.event
+
+
+def _process(body: dict, capture) -> WebhookEvent:
+    """Store and process the event the way the worker does, running on-commit sends inline."""
+    with capture(execute=True):
+        event = _store(body)
+    event.refresh_from_db()
+    return event
+
+
+def _ok_graph(mocked_graph, account):
+    mocked_graph.post(
+        f"{GRAPH}/{account.page_id}/messages", json={"recipient_id": "9", "message_id": "m.1"}
+    )
+    mocked_graph.add(
+        "POST",
+        __import__("re").compile(rf"{GRAPH}/\d+/replies"),
+        json={"id": "17900000000000001"},
+    )
+
+
+def test_matching_comment_sends_public_and_private_reply(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    account = InstagramAccountFactory()
+    trigger = TriggerFactory(account=account, keywords=["guide"], public_replies=["On its way!"])
+    _ok_graph(mocked_graph, account)
+
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="Guide please!", comment_id="555"),
+        django_capture_on_commit_callbacks,
+    )
+
+    assert event.state == EventState.PROCESSED
+    assert event.result[0]["trigger"] == trigger.name
+    deliveries = {d.kind: d for d in Delivery.objects.all()}
+    assert set(deliveries) == {DeliveryKind.PUBLIC_REPLY, DeliveryKind.PRIVATE_REPLY}
+    for delivery in deliveries.values():
+        assert delivery.status == DeliveryStatus.SENT
+        assert delivery.attempts == 1
+        assert delivery.comment_id == "555"
+        assert delivery.contact.igsid == "848067418322071"
+        assert delivery.attempt_log.count() == 1
+    assert deliveries[DeliveryKind.PRIVATE_REPLY].meta_response_id == "m.1"
+    assert deliveries[DeliveryKind.PUBLIC_REPLY].meta_response_id == "17900000000000001"
+    bodies = {call.request.url: call.request.body for call in mocked_graph.calls}
+    private = json.loads(bodies[f"{GRAPH}/{account.page_id}/messages"])
+    assert private == {
+        "recipient": {"comment_id": "555"},
+        "message": {"text": "Here is the guide: https://example.com"},
+    }
+    assert "message=On+its+way%21" in bodies[f"{GRAPH}/555/replies"]
+
+
+def test_interaction_time_is_metas_not_ours(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    _ok_graph(mocked_graph, account)
+    _process(
+        comment_body(account_id=account.ig_user_id, text="guide", occurred_at=1776339591),
+        django_capture_on_commit_callbacks,
+    )
+    delivery = Delivery.objects.get(kind=DeliveryKind.PRIVATE_REPLY)
+    assert delivery.interaction_at.timestamp() == 1776339591
+    assert delivery.event_received_at > delivery.interaction_at
+
+
+def test_instagram_login_account_sends_through_instagram_graph(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    from tests.conftest import INSTAGRAM_GRAPH
+
+    account = InstagramAccountFactory(login_kind="instagram", page_id="")
+    TriggerFactory(account=account, public_replies=[])
+    mocked_graph.post(
+        f"{INSTAGRAM_GRAPH}/{account.ig_user_id}/messages",
+        json={"recipient_id": "9", "message_id": "m.2"},
+    )
+    _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    assert Delivery.objects.get().status == DeliveryStatus.SENT
+    assert (
+        mocked_graph.calls[0].request.headers["Authorization"]
+        == f"Bearer token-{account.ig_user_id}"
+    )
+
+
+def test_redelivered_event_processed_again_sends_nothing_twice(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    _ok_graph(mocked_graph, account)
+    body = comment_body(account_id=account.ig_user_id, text="guide", comment_id="777")
+    _process(body, django_capture_on_commit_callbacks)
+    # The same comment inside a differently batched body (a new raw event) and a task that
+    # runs twice for the first event.
+    other = dict(body, entry=body["entry"] + [comment_body(account_id="999", text="x")["entry"][0]])
+    _process(other, django_capture_on_commit_callbacks)
+    first = WebhookEvent.objects.order_by("pk").first()
+    services.webhook_event_process(event_id=first.pk)
+    assert Delivery.objects.count() == 2
+    assert len(mocked_graph.calls) == 2
+
+
+def test_process_task_twice_is_harmless(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    _ok_graph(mocked_graph, account)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.webhook_event_process(event_id=event.pk)
+    assert Delivery.objects.count() == 2
+    assert len(mocked_graph.calls) == 2
+
+
+def test_own_comment_is_ignored(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guide", from_id=account.ig_user_id),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.IGNORED
+    assert "own comment" in event.result[0]["why"]
+    assert Delivery.objects.count() == 0
+    assert len(mocked_graph.calls) == 0
+
+
+def test_own_comment_by_alternate_id_is_ignored(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory(ig_alt_id="2222")
+    TriggerFactory(account=account)
+    event = _process(
+        comment_body(account_id="2222", text="guide", from_id=account.ig_user_id),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.IGNORED
+    assert Delivery.objects.count() == 0
+
+
+def test_comment_without_author_is_ignored(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    body = comment_body(account_id=account.ig_user_id, text="guide")
+    del body["entry"][0]["changes"][0]["value"]["from"]
+    event = _process(body, django_capture_on_commit_callbacks)
+    assert event.state == EventState.IGNORED
+    assert Delivery.objects.count() == 0
+
+
+def test_unknown_account_is_ignored(django_capture_on_commit_callbacks):
+    event = _process(
+        comment_body(account_id="404", text="guide"), django_capture_on_commit_callbacks
+    )
+    assert event.state == EventState.IGNORED
+    assert "no connected account" in event.result[0]["why"]
+
+
+def test_no_match_is_kept_and_marked(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, keywords=["guide"])
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guidelines?"),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.NO_MATCH
+    assert WebhookEvent.objects.filter(pk=event.pk).exists()
+    assert Delivery.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "matches"),
+    [
+        ("exact", "guide", True),
+        ("exact", "GUIDE!", True),
+        ("exact", "guide please", False),
+        ("contains", "guide please", True),
+        ("contains", "the Guide?", True),
+        ("contains", "guidebook", False),
+    ],
+)
+def test_exact_versus_contains(
+    mocked_graph, django_capture_on_commit_callbacks, mode, text, matches
+):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, match=mode, keywords=["guide"])
+    _ok_graph(mocked_graph, account)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text=text), django_capture_on_commit_callbacks
+    )
+    assert (event.state == EventState.PROCESSED) is matches
+    assert Delivery.objects.exists() is matches
+
+
+def test_post_scoped_trigger_only_answers_its_post(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, media_ids=["111"])
+    _ok_graph(mocked_graph, account)
+    other = _process(
+        comment_body(account_id=account.ig_user_id, text="guide", media_id="222"),
+        django_capture_on_commit_callbacks,
+    )
+    assert other.state == EventState.NO_MATCH
+    same = _process(
+        comment_body(account_id=account.ig_user_id, text="guide", media_id="111"),
+        django_capture_on_commit_callbacks,
+    )
+    assert same.state == EventState.PROCESSED
+
+
+def test_disabled_trigger_does_not_answer(django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, enabled=False)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.NO_MATCH
+
+
+def test_reply_to_a_comment_is_not_answered(django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guide", parent_id="1"),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.IGNORED
+    assert Delivery.objects.count() == 0
+
+
+def test_malformed_payload_marks_event_failed(django_capture_on_commit_callbacks):
+    event = _process(
+        {"object": "instagram", "entry": "not a list"}, django_capture_on_commit_callbacks
+    )
+    assert event.state == EventState.FAILED
+    assert "entry" in event.error
+
+
+def test_meta_error_is_recorded_on_the_delivery(mocked_graph, django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, public_replies=[])
+    mocked_graph.post(
+        f"{GRAPH}/{account.page_id}/messages",
+        status=400,
+        json={
+            "error": {
+                "message": "(#10) This message is sent outside of allowed window.",
+                "type": "OAuthException",
+                "code": 10,
+                "error_subcode": 2534022,
+                "fbtrace_id": "A6LJy",
+            }
+        },
+    )
+    _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    delivery = Delivery.objects.get()
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == "window_expired"
+    assert (delivery.meta_code, delivery.meta_subcode) == (10, 2534022)
+    assert "allowed window" in delivery.meta_message
+    assert delivery.meta_trace_id == "A6LJy"
+    attempt = delivery.attempt_log.get()
+    assert attempt.http_status == 400
+    assert "token" not in attempt.request_summary.lower()
+
+
+def test_timeout_leaves_delivery_unknown(mocked_graph, django_capture_on_commit_callbacks):
+    import requests
+
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, public_replies=[])
+    mocked_graph.post(
+        f"{GRAPH}/{account.page_id}/messages", body=requests.exceptions.ReadTimeout("slow")
+    )
+    _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    delivery = Delivery.objects.get()
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert "not retried" in delivery.detail
+
+
+def test_message_event_opens_the_window(django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    contact = ContactFactory(account=account)
+    before = timezone.now()
+    _process(
+        message_body(account_id=account.ig_user_id, sender_id=contact.igsid, text="hi"),
+        django_capture_on_commit_callbacks,
+    )
+    contact.refresh_from_db()
+    assert contact.last_interaction_at is not None
+    assert abs((contact.last_interaction_at - before).total_seconds()) < 5
+
+
+def test_crash_during_processing_leaves_event_pending_then_failed(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account)
+
+    def explode(**kwargs):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr("triggers.services.comment_answer", explode)
+    event = _process(
+        comment_body(account_id=account.ig_user_id, text="guide"),
+        django_capture_on_commit_callbacks,
+    )
+    assert event.state == EventState.PENDING
+    assert "database hiccup" in event.error
+    for _ in range(services.MAX_PROCESSING_ATTEMPTS):
+        services.webhook_event_process(event_id=event.pk)
+    event.refresh_from_db()
+    assert event.state == EventState.FAILED
+
+
+def test_sweeper_requeues_pending_events(django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr("webhooks.tasks.process_event.delay", queued.append)
+    event = _store(comment_body(account_id="1", text="x"))  # on_commit not run: still pending
+    assert services.webhook_events_requeue_pending(older_than_seconds=60) == 0
+    assert services.webhook_events_requeue_pending(older_than_seconds=0) == 1
+    assert queued == [event.pk]
+
+
+def test_broker_down_keeps_the_event(monkeypatch, django_capture_on_commit_callbacks):
+    def broker_down(*args):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("webhooks.tasks.process_event.delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        event = _store(comment_body(account_id="1", text="x"))
+    event.refresh_from_db()
+    assert event.state == EventState.PENDING

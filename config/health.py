@@ -35,11 +35,11 @@ def _broker() -> str:
         if not folder.is_dir():
             raise RuntimeError(f"broker folder {folder} is missing")
         return "filesystem"
-    from config.celery import app
+    from kombu import Connection
 
-    with app.connection_for_write() as conn:
+    with Connection(url, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
-        return conn.transport_cls if isinstance(conn.transport_cls, str) else "connected"
+        return conn.transport.driver_name
 
 
 def _redis() -> str:

@@ -1,0 +1,297 @@
+"""The stand-in's own control API under ``/_standin/`` (no auth: it only ever runs locally).
+
+Tests and people use it to read what the stand-in received, to plan failures (faults), to set
+Meta-like rate limits and to register accounts, profiles, commenters and revoked tokens.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .state import Fault, State, mask_token
+
+JSON = "application/json"
+Response = tuple[int, str, bytes]
+
+
+class ControlError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return status, JSON, json.dumps(data, ensure_ascii=False, default=str).encode()
+
+
+def _load(raw: bytes) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(f"body is not valid JSON: {exc}") from exc
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    data = _load(raw)
+    if not isinstance(data, dict):
+        raise ControlError("body must be a JSON object")
+    return data
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None or str(value) == "":
+        raise ControlError(f"'{name}' is required")
+    return str(value)
+
+
+def _int_param(query: dict[str, str], name: str) -> int | None:
+    if query.get(name) in (None, ""):
+        return None
+    try:
+        return int(query[name])
+    except ValueError as exc:
+        raise ControlError(f"'{name}' must be an integer") from exc
+
+
+# --- handlers: (state, query, raw body) -> response ---------------------------------------------
+def _get_requests(state: State, query: dict[str, str], raw: bytes) -> Response:
+    since = _int_param(query, "since")
+    limit = _int_param(query, "limit")
+    with state.lock:
+        entries = state.entries(query.get("endpoint") or None, since, limit)
+    return _json({"requests": entries})
+
+
+def _delete_requests(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        state.log.clear()
+    return _json({"success": True})
+
+
+def _reset(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        state.reset()
+    return _json({"success": True})
+
+
+def _get_faults(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json({"faults": [f.to_dict() for f in state.faults]})
+
+
+def _add_faults(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _load(raw)
+    items = data if isinstance(data, list) else [data]
+    with state.lock:
+        try:
+            faults = [Fault.from_json(item, state.new_fault_id()) for item in items]
+        except ValueError as exc:
+            raise ControlError(str(exc)) from exc
+        state.faults.extend(faults)
+        created = [f.to_dict() for f in faults]
+    return _json(created if isinstance(data, list) else created[0])
+
+
+def _clear_faults(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        state.faults.clear()
+    return _json({"success": True})
+
+
+def _get_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json(state.limits.to_dict())
+
+
+def _set_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    unknown = set(data) - {"send_per_second", "private_replies_per_hour"}
+    if unknown:
+        raise ControlError(f"unknown limit(s): {', '.join(sorted(unknown))}")
+    for name, value in data.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ControlError(f"'{name}' must be a positive integer or null")
+        if value is not None and value < 1:
+            raise ControlError(f"'{name}' must be a positive integer or null")
+    with state.lock:
+        # Only the limits named in the body change; null switches one off.
+        for name, value in data.items():
+            setattr(state.limits, name, value)
+        return _json(state.limits.to_dict())
+
+
+def _get_stats(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json(state.stats())
+
+
+def _clear_stats(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        state.clear_stats()
+    return _json({"success": True})
+
+
+def _get_profiles(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json({"profiles": state.profiles})
+
+
+def _set_profile(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    igsid = _required(data, "igsid")
+    fields = {k: v for k, v in data.items() if k != "igsid"}
+    with state.lock:
+        profile = state.profiles.setdefault(igsid, {})
+        profile.update(fields)
+        return _json({"igsid": igsid, **profile})
+
+
+def _get_accounts(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        accounts = [{"token": mask_token(t), **a} for t, a in state.accounts.items()]
+    return _json({"accounts": accounts})
+
+
+def _add_account(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    token = _required(data, "token")
+    account_id = _required(data, "id")
+    account = {k: v for k, v in data.items() if k != "token" and v is not None}
+    account["id"] = account_id
+    # Instagram Login's /me has a user_id that can differ from id (meta-api.md 2.1).
+    account["user_id"] = str(data.get("user_id") or account_id)
+    account.setdefault("username", f"standin_{account_id}")
+    with state.lock:
+        state.accounts[token] = account
+    return _json(account)
+
+
+def _revoke_token(state: State, query: dict[str, str], raw: bytes) -> Response:
+    token = _required(_object(raw), "token")
+    with state.lock:
+        state.revoked.add(token)
+    return _json({"success": True, "token": mask_token(token)})
+
+
+def _get_comments(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json({"authors": state.comment_authors, "private_replied": state.private_replied})
+
+
+def _add_comment(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    comment_id = _required(data, "comment_id")
+    from_id = _required(data, "from_id")
+    with state.lock:
+        state.comment_authors[comment_id] = from_id
+    return _json({"comment_id": comment_id, "from_id": from_id})
+
+
+def _get_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json({"subscriptions": state.subscriptions})
+
+
+def _health(state: State, query: dict[str, str], raw: bytes) -> Response:
+    return _json({"ok": True})
+
+
+def _page(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        entries = state.entries(limit=100)
+        stats = state.stats()
+        faults = len(state.faults)
+        limits = state.limits.to_dict()
+    return 200, "text/html; charset=utf-8", render_page(entries, stats, faults, limits).encode()
+
+
+ROUTES: dict[tuple[str, str], Callable[[State, dict[str, str], bytes], Response]] = {
+    ("GET", ""): _page,
+    ("GET", "health"): _health,
+    ("GET", "requests"): _get_requests,
+    ("DELETE", "requests"): _delete_requests,
+    ("POST", "reset"): _reset,
+    ("GET", "faults"): _get_faults,
+    ("POST", "faults"): _add_faults,
+    ("DELETE", "faults"): _clear_faults,
+    ("GET", "limits"): _get_limits,
+    ("POST", "limits"): _set_limits,
+    ("GET", "stats"): _get_stats,
+    ("DELETE", "stats"): _clear_stats,
+    ("GET", "profiles"): _get_profiles,
+    ("POST", "profiles"): _set_profile,
+    ("GET", "accounts"): _get_accounts,
+    ("POST", "accounts"): _add_account,
+    ("POST", "tokens/revoke"): _revoke_token,
+    ("GET", "comments"): _get_comments,
+    ("POST", "comments"): _add_comment,
+    ("GET", "subscriptions"): _get_subscriptions,
+}
+
+
+def handle_control(
+    state: State, method: str, subpath: str, query: dict[str, str], raw_body: bytes
+) -> Response:
+    """Answer one control request; ``subpath`` is the path after ``/_standin/``."""
+    handler = ROUTES.get((method, subpath.strip("/")))
+    if handler is None:
+        known = sorted({f"{m} /_standin/{p}" for m, p in ROUTES})
+        return _json({"error": "unknown control endpoint", "endpoints": known}, 404)
+    try:
+        return handler(state, query, raw_body)
+    except ControlError as exc:
+        return _json({"error": str(exc)}, exc.status)
+
+
+# --- the HTML page ---------------------------------------------------------------------------
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_page(
+    entries: list[dict[str, Any]], stats: dict[str, Any], faults: int, limits: dict[str, Any]
+) -> str:
+    """Last requests, newest first, for a person watching the demo in a browser."""
+    rows = []
+    for e in reversed(entries):
+        status = "dropped" if e["dropped"] else e["status"]
+        css = "err" if e["dropped"] or (e["status"] or 0) >= 400 else "ok"
+        clock = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+        rows.append(
+            f"<tr class={css}><td>{e['seq']}</td><td>{clock}</td>"
+            f"<td>{html.escape(e['method'])}</td><td>{html.escape(e['path'])}</td>"
+            f"<td>{html.escape(e['endpoint'])}</td><td>{html.escape(str(status))}</td>"
+            f"<td><code>{html.escape(_short(e['body']))}</code></td>"
+            f"<td><code>{html.escape(_short(e['response']))}</code></td></tr>"
+        )
+    counts = ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(stats["endpoints"].items()))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>Meta Graph API stand-in</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: left; vertical-align: top; }}
+tr.err td {{ background: #fde8e8; }}
+code {{ white-space: pre-wrap; word-break: break-all; }}
+</style></head><body>
+<h1>Meta Graph API stand-in</h1>
+<p>Requests received: {stats["total"]} ({counts or "none yet"}).
+Rate-limit violations: {stats["violations"]["total"]}. Pending faults: {faults}.
+Limits: {html.escape(json.dumps(limits))}.
+JSON: <a href="/_standin/requests">requests</a>, <a href="/_standin/stats">stats</a>,
+<a href="/_standin/faults">faults</a>. This page refreshes every 2 seconds.</p>
+<table><thead><tr><th>#</th><th>time</th><th>method</th><th>path</th><th>endpoint</th>
+<th>status</th><th>body</th><th>response</th></tr></thead>
+<tbody>
+{"".join(rows) or '<tr><td colspan="8">No requests yet.</td></tr>'}
+</tbody></table></body></html>
+"""

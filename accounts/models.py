@@ -8,6 +8,12 @@ class Workspace(models.Model):
     """An agency's client: the unit that owns accounts, triggers and deliveries."""
 
     name = models.CharField(max_length=150, unique=True)
+    blocked_words = models.JSONField(
+        default=list, blank=True, help_text="Messages containing these words are not sent."
+    )
+    blocked_domains = models.JSONField(
+        default=list, blank=True, help_text="Messages linking to these domains are not sent."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -49,6 +55,20 @@ class InstagramAccount(models.Model):
         max_length=20, choices=AccountStatus.choices, default=AccountStatus.ACTIVE, db_index=True
     )
     status_reason = models.TextField(blank=True)
+    # The named reason (token_invalid or permission_missing) while it needs reconnecting.
+    reconnect_reason = models.CharField(max_length=24, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    send_limit_per_second = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Send API calls per second; empty = the default (100)."
+    )
+    private_reply_limit_per_hour = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Private replies per hour; empty = the default (750)."
+    )
+    # Set after a rate-limit error or high usage headers: no sends until then.
+    paused_until = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.TextField(blank=True)
+    # Meta's latest usage figure (percent of the tightest limit), read from response headers.
+    usage_percent = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -96,6 +116,9 @@ class Contact(models.Model):
         null=True, blank=True, help_text="Last inbound message (opens the 24-hour window)."
     )
     last_comment_at = models.DateTimeField(null=True, blank=True)
+    # Learned from an error (blocked, restricted, unavailable): not messaged until they write.
+    conversation_closed_at = models.DateTimeField(null=True, blank=True)
+    conversation_closed_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

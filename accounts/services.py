@@ -1,10 +1,16 @@
 """Writes for workspaces, connected accounts and contacts."""
 
+import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import AccountStatus, Contact, InstagramAccount, LoginKind, Workspace
+from accounts.signals import account_reconnected
+
+logger = logging.getLogger(__name__)
 
 
 class AccountError(ValueError):
@@ -60,10 +66,52 @@ def account_connect(
     account.access_token = access_token.strip()
     if scopes is not None:
         account.scopes = scopes
+    was_held = account.pk is not None and account.status == AccountStatus.NEEDS_RECONNECT
     account.status = AccountStatus.ACTIVE
     account.status_reason = ""
+    account.reconnect_reason = ""
+    account.status_changed_at = timezone.now()
     account.save()
+    if was_held:
+        transaction.on_commit(
+            lambda: account_reconnected.send(sender=InstagramAccount, account=account)
+        )
     return account, created
+
+
+def account_mark_needs_reconnect(*, account: InstagramAccount, reason: str, detail: str) -> None:
+    """A token or permission error: stop sending from the account until someone reconnects it."""
+    what = "its token no longer works" if reason == "token_invalid" else "a permission is missing"
+    sentence = f"Reconnect @{account.username}: Meta says {what}"
+    if detail:
+        sentence += f" ({detail})"
+    updated = (
+        InstagramAccount.objects.filter(pk=account.pk)
+        .exclude(status=AccountStatus.NEEDS_RECONNECT)
+        .update(
+            status=AccountStatus.NEEDS_RECONNECT,
+            status_reason=sentence,
+            reconnect_reason=reason,
+            status_changed_at=timezone.now(),
+        )
+    )
+    if updated:
+        logger.warning("%s", sentence)
+    account.status, account.reconnect_reason = AccountStatus.NEEDS_RECONNECT, reason
+
+
+def account_pause(*, account: InstagramAccount, until: datetime, reason: str) -> None:
+    """No sends from the account before `until` (rate limit or policy block)."""
+    InstagramAccount.objects.filter(pk=account.pk).filter(
+        Q(paused_until__isnull=True) | Q(paused_until__lt=until)
+    ).update(paused_until=until, pause_reason=reason)
+
+
+def contact_mark_conversation_closed(*, contact_id: int, detail: str) -> None:
+    """Blocked, restricted or unavailable: no more messages until the person writes again."""
+    Contact.objects.filter(pk=contact_id).update(
+        conversation_closed_at=timezone.now(), conversation_closed_reason=detail[:500]
+    )
 
 
 def contact_record_comment(

@@ -173,6 +173,8 @@ if not TOKEN_ENCRYPTION_KEYS:
 
 SEND_LIMIT_PER_SECOND = env.int("SEND_LIMIT_PER_SECOND", default=100)
 PRIVATE_REPLY_LIMIT_PER_HOUR = env.int("PRIVATE_REPLY_LIMIT_PER_HOUR", default=750)
+# Public comment replies count against Meta's business use case quota, not the Send API's.
+COMMENT_REPLY_LIMIT_PER_SECOND = env.int("COMMENT_REPLY_LIMIT_PER_SECOND", default=20)
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -214,6 +216,7 @@ CELERY_TASK_QUEUES = (Queue("events"), Queue("sends"))
 CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "events"},
     "messaging.send_delivery": {"queue": "sends"},
+    "messaging.pace_account": {"queue": "sends"},
     "messaging.*": {"queue": "events"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -230,7 +233,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 # An event or delivery left pending this long is handed to the queue again by the sweeper.
 PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=15.0)
-STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=180.0)
+# Must exceed the longest Graph call (connect + read timeouts) plus the pre-send checks.
+STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=60.0)
+# Sends of an account that needs reconnecting wait this long (and never past their window).
+HOLD_LIMIT_SECONDS = env.float("HOLD_LIMIT_SECONDS", default=6 * 3600.0)
+# Sends of one account handed to the send queue at a time; the rest wait in the database.
+PACER_MAX_IN_FLIGHT = env.int("PACER_MAX_IN_FLIGHT", default=8)
 
 LOGGING = {
     "version": 1,

@@ -1,16 +1,21 @@
 """The pre-send checklist: run right before each send, after any wait in the queue.
 
-Each check returns None when the delivery may go, or a CheckFailure with a named reason;
-a failure ends the delivery as `skipped` and Meta is not called.
+Each check returns None when the delivery may go, or a CheckFailure with a named reason:
+a failure ends the delivery as `skipped` and Meta is not called, except a `hold`, which
+puts it back in the queue until the account is reconnected. Rate budgets are not checked
+here: the pacer only hands a delivery to a worker once its account's budgets have room.
 """
 
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from accounts import crypto
-from accounts.models import AccountStatus
-from messaging.models import Delivery, DeliveryKind, DeliveryReason
+from accounts.models import AccountStatus, LoginKind
+from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 MESSAGE_WINDOW = timedelta(hours=24)
@@ -18,12 +23,43 @@ MESSAGE_WINDOW = timedelta(hours=24)
 MESSAGE_TEXT_LIMIT = 1000
 MESSAGE_WITH_BUTTONS_TEXT_LIMIT = 640
 COMMENT_TEXT_LIMIT = 2200
+# The permission each kind of send needs, per login kind (meta-api.md section 1).
+REQUIRED_SCOPES = {
+    LoginKind.FACEBOOK: {
+        DeliveryKind.PUBLIC_REPLY: "instagram_manage_comments",
+        DeliveryKind.PRIVATE_REPLY: "instagram_manage_messages",
+        DeliveryKind.MESSAGE: "instagram_manage_messages",
+    },
+    LoginKind.INSTAGRAM: {
+        DeliveryKind.PUBLIC_REPLY: "instagram_business_manage_comments",
+        DeliveryKind.PRIVATE_REPLY: "instagram_business_manage_messages",
+        DeliveryKind.MESSAGE: "instagram_business_manage_messages",
+    },
+}
+_URL = re.compile(r"(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?", re.IGNORECASE)
+
+
+def _words(text: str) -> list[str]:
+    # Case and accents folded, so a blocked "cafe" also catches "Café".
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return re.findall(r"\w+", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
 
 
 @dataclass(frozen=True)
 class CheckFailure:
     reason: DeliveryReason
     detail: str
+    hold: bool = False
+
+
+def window_end(delivery: Delivery) -> datetime | None:
+    """When Meta stops allowing this send (None: no window, e.g. a public reply)."""
+    if delivery.kind == DeliveryKind.PUBLIC_REPLY:
+        return None
+    if delivery.kind == DeliveryKind.PRIVATE_REPLY:
+        return delivery.interaction_at + PRIVATE_REPLY_WINDOW if delivery.interaction_at else None
+    last = delivery.contact.last_interaction_at if delivery.contact else None
+    return last + MESSAGE_WINDOW if last else None
 
 
 def check_account(delivery: Delivery, now: datetime) -> CheckFailure | None:
@@ -34,8 +70,10 @@ def check_account(delivery: Delivery, now: datetime) -> CheckFailure | None:
         )
     if account.status == AccountStatus.NEEDS_RECONNECT:
         return CheckFailure(
-            DeliveryReason.TOKEN_INVALID,
-            f"Reconnect {account}: {account.status_reason or 'its token no longer works'}.",
+            account.reconnect_reason or DeliveryReason.TOKEN_INVALID,
+            f"Held until {account} is reconnected: "
+            f"{account.status_reason or 'its token no longer works'}.",
+            hold=True,
         )
     try:
         token = account.access_token
@@ -46,21 +84,71 @@ def check_account(delivery: Delivery, now: datetime) -> CheckFailure | None:
     return None
 
 
+def check_permission(delivery: Delivery, now: datetime) -> CheckFailure | None:
+    account = delivery.account
+    # An empty list means the grant was never read (token pasted by hand): Meta will tell.
+    if not account.scopes:
+        return None
+    needed = REQUIRED_SCOPES.get(account.login_kind, {}).get(delivery.kind)
+    if needed and needed not in account.scopes:
+        return CheckFailure(
+            DeliveryReason.PERMISSION_MISSING,
+            f"Reconnect {account}: its token does not grant {needed}, which this send needs.",
+        )
+    return None
+
+
 def check_window(delivery: Delivery, now: datetime) -> CheckFailure | None:
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
         return None
+    ends = window_end(delivery)
     if delivery.kind == DeliveryKind.PRIVATE_REPLY:
-        if delivery.interaction_at and now - delivery.interaction_at > PRIVATE_REPLY_WINDOW:
+        if ends is not None and now > ends:
             return CheckFailure(
                 DeliveryReason.WINDOW_EXPIRED,
                 "The comment is older than 7 days: Meta allows a private reply only within 7 days.",
             )
         return None
-    last = delivery.contact.last_interaction_at if delivery.contact else None
-    if last is None or now - last > MESSAGE_WINDOW:
+    if ends is None or now > ends:
         return CheckFailure(
             DeliveryReason.WINDOW_EXPIRED,
             "The person has not written in the last 24 hours, so Meta does not allow a message.",
+        )
+    return None
+
+
+def check_already_replied(delivery: Delivery, now: datetime) -> CheckFailure | None:
+    if delivery.kind != DeliveryKind.PRIVATE_REPLY:
+        return None
+    used = (
+        Delivery.objects.filter(
+            account_id=delivery.account_id,
+            kind=DeliveryKind.PRIVATE_REPLY,
+            comment_id=delivery.comment_id,
+            status__in=[DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.SENDING],
+        )
+        .exclude(pk=delivery.pk)
+        .exists()
+    )
+    if used:
+        return CheckFailure(
+            DeliveryReason.ALREADY_REPLIED,
+            "This comment already got its one private reply (or one may be on its way).",
+        )
+    return None
+
+
+def check_conversation(delivery: Delivery, now: datetime) -> CheckFailure | None:
+    contact = delivery.contact
+    if delivery.kind == DeliveryKind.PUBLIC_REPLY or contact is None:
+        return None
+    closed = contact.conversation_closed_at
+    if closed and (contact.last_interaction_at is None or contact.last_interaction_at < closed):
+        return CheckFailure(
+            DeliveryReason.CONVERSATION_CLOSED,
+            f"{contact} blocked, restricted or left the conversation "
+            f"({contact.conversation_closed_reason or 'learned from an earlier error'}); "
+            "not messaged again until they write first.",
         )
     return None
 
@@ -71,27 +159,80 @@ def _message_text_limit(message: dict) -> int:
     return MESSAGE_WITH_BUTTONS_TEXT_LIMIT if has_buttons else MESSAGE_TEXT_LIMIT
 
 
+def _texts(payload: dict) -> list[str]:
+    """Every piece of text a person will see or follow: body, buttons, quick replies, URLs."""
+    texts = [payload.get("text") or ""]
+    attachment_payload = (payload.get("attachment") or {}).get("payload") or {}
+    texts.append(attachment_payload.get("text") or "")
+    texts.append(attachment_payload.get("url") or "")
+    elements = attachment_payload.get("elements") or []
+    buttons = list(attachment_payload.get("buttons") or [])
+    for element in elements:
+        texts += [element.get("title") or "", element.get("subtitle") or ""]
+        buttons += element.get("buttons") or []
+    for button in buttons:
+        texts += [button.get("title") or "", button.get("url") or ""]
+    for quick_reply in payload.get("quick_replies") or []:
+        texts.append(quick_reply.get("title") or "")
+    return [text for text in texts if text]
+
+
+def _domains(text: str) -> set[str]:
+    domains = set()
+    for match in _URL.findall(text):
+        url = match if "://" in match else f"http://{match}"
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        if host:
+            domains.add(host)
+    return domains
+
+
 def check_content(delivery: Delivery, now: datetime) -> CheckFailure | None:
     payload = delivery.payload or {}
+    text = payload.get("text", "")
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
-        text, limit = payload.get("text", ""), COMMENT_TEXT_LIMIT
+        limit = COMMENT_TEXT_LIMIT
+        if not text.strip():
+            return CheckFailure(DeliveryReason.CONTENT_REJECTED, "The public reply is empty.")
     else:
-        text, limit = payload.get("text", ""), _message_text_limit(payload)
+        limit = _message_text_limit(payload)
         if not text and not payload.get("attachment"):
             return CheckFailure(DeliveryReason.CONTENT_REJECTED, "The message is empty.")
-    if delivery.kind == DeliveryKind.PUBLIC_REPLY and not text.strip():
-        return CheckFailure(DeliveryReason.CONTENT_REJECTED, "The public reply is empty.")
     if len(text) > limit:
         return CheckFailure(
             DeliveryReason.CONTENT_REJECTED,
             f"The text has {len(text)} characters; Meta accepts at most {limit}.",
         )
+    workspace = delivery.workspace
+    texts = _texts(payload)
+    # Whole words after normalising, like trigger matching: "ass" does not block "class".
+    words = f" {' '.join(word for text in texts for word in _words(text))} "
+    for blocked in workspace.blocked_words:
+        needle = " ".join(_words(blocked))
+        if needle and f" {needle} " in words:
+            return CheckFailure(
+                DeliveryReason.CONTENT_REJECTED,
+                f"The message contains {blocked!r}, which workspace {workspace} blocks.",
+            )
+    blocked_domains = {
+        d.lower().strip().lstrip("*.").rstrip(".") for d in workspace.blocked_domains
+    }
+    for domain in sorted({d for text in texts for d in _domains(text)}):
+        for blocked in blocked_domains:
+            if blocked and (domain == blocked or domain.endswith(f".{blocked}")):
+                return CheckFailure(
+                    DeliveryReason.CONTENT_REJECTED,
+                    f"The message links to {domain}, which workspace {workspace} blocks.",
+                )
     return None
 
 
 CHECKLIST: tuple[Callable[[Delivery, datetime], CheckFailure | None], ...] = (
     check_account,
+    check_permission,
     check_window,
+    check_already_replied,
+    check_conversation,
     check_content,
 )
 

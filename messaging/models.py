@@ -90,7 +90,14 @@ class Delivery(models.Model):
     )
     event_received_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="A queued delivery waits until then (retry, pause, hold)."
+    )
+    # Handed to the send queue by the account's pacer; empty while it waits for its turn.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    held_since = models.DateTimeField(
+        null=True, blank=True, help_text="Held while its account needs reconnecting."
+    )
     sending_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -106,6 +113,10 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["account", "status"], name="delivery_account_status"),
+            models.Index(
+                fields=["account", "status", "dispatched_at", "next_attempt_at"],
+                name="delivery_pacer_due",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,6 +128,29 @@ class Delivery(models.Model):
         if self.sent_at and self.event_received_at:
             return (self.sent_at - self.event_received_at).total_seconds() * 1000
         return None
+
+
+class SharedFlag(models.Model):
+    """A short-lived flag (e.g. "a pacer run is already queued"): the database fallback."""
+
+    key = models.CharField(max_length=100, unique=True)
+    expires_at = models.FloatField()
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class BudgetUse(models.Model):
+    """One use of a per-account budget: the database fallback of the Redis rate limiter."""
+
+    key = models.CharField(max_length=100)
+    at = models.FloatField(help_text="Unix time of the use.")
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "at"], name="budget_use_key_at")]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.at}"
 
 
 class DeliveryAttempt(models.Model):

@@ -1,10 +1,13 @@
 """Reads for deliveries."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from messaging.models import Delivery
+from accounts.models import AccountStatus, InstagramAccount
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from messaging.pacer import budgets_for
 
 EXPORT_FIELDS = (
     "id",
@@ -72,3 +75,76 @@ def delivery_as_record(delivery: Delivery) -> dict:
         "created_at": _iso(delivery.created_at),
         "finished_at": _iso(delivery.finished_at),
     }
+
+
+def accounts_with_due_work(*, now: datetime) -> list[int]:
+    """Active accounts with queued deliveries waiting for the pacer."""
+    return list(
+        Delivery.objects.filter(
+            status=DeliveryStatus.QUEUED,
+            dispatched_at__isnull=True,
+            held_since__isnull=True,
+            account__status=AccountStatus.ACTIVE,
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def kind_rate_per_second(account: InstagramAccount, kind: str) -> float:
+    """The steady rate the pacer allows for one kind of send (the tightest of its budgets)."""
+    return min(budget.limit / budget.window for budget in budgets_for(account, kind))
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queued: dict[str, int]
+    held: int
+    in_flight: int
+    sent_last_minute: int
+    rate_per_second: float
+    budget_per_second: dict[str, float]
+    drain_seconds: float
+    paused_until: datetime | None
+
+    @property
+    def depth(self) -> int:
+        return sum(self.queued.values())
+
+
+def account_queue_stats(*, account: InstagramAccount, now: datetime) -> QueueStats:
+    rows = (
+        Delivery.objects.filter(account=account, status=DeliveryStatus.QUEUED)
+        .values("kind")
+        .annotate(total=Count("pk"), held=Count("pk", filter=Q(held_since__isnull=False)))
+    )
+    queued = {row["kind"]: row["total"] for row in rows}
+    held = sum(row["held"] for row in rows)
+    in_flight = Delivery.objects.filter(
+        Q(status=DeliveryStatus.SENDING)
+        | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False),
+        account=account,
+    ).count()
+    sent_last_minute = Delivery.objects.filter(
+        account=account, status=DeliveryStatus.SENT, sent_at__gte=now - timedelta(minutes=1)
+    ).count()
+    budget = {kind: kind_rate_per_second(account, kind) for kind in DeliveryKind.values}
+    # Private replies and DMs share the Send API budget; public replies have their own.
+    messaging_kinds = (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE)
+    drains = [queued.get(kind, 0) / budget[kind] for kind in DeliveryKind.values]
+    drains.append(
+        sum(queued.get(kind, 0) for kind in messaging_kinds) / budget[DeliveryKind.MESSAGE]
+    )
+    return QueueStats(
+        queued=queued,
+        held=held,
+        in_flight=in_flight,
+        sent_last_minute=sent_last_minute,
+        rate_per_second=sent_last_minute / 60,
+        budget_per_second=budget,
+        drain_seconds=max(drains),
+        paused_until=account.paused_until
+        if account.paused_until and account.paused_until > now
+        else None,
+    )

@@ -1,6 +1,7 @@
-"""Writes for deliveries: create, claim, check, send, record."""
+"""Writes for deliveries: create, pace, claim, check, send, record, retry, recover."""
 
 import logging
+import random
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -9,9 +10,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Contact, InstagramAccount
+from accounts import services as account_services
+from accounts.models import AccountStatus, Contact, InstagramAccount
 from messaging import graph
-from messaging.checks import run_checklist
+from messaging.checks import CheckFailure, run_checklist, window_end
 from messaging.models import (
     Delivery,
     DeliveryAttempt,
@@ -19,9 +21,21 @@ from messaging.models import (
     DeliveryReason,
     DeliveryStatus,
 )
+from messaging.pacer import account_pace, pacer_request
+from messaging.projection import deliveries_expire_unreachable
+from messaging.selectors import accounts_with_due_work
 from meta.client import GraphResult, Outcome
 
 logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
+# Without a stated wait, a rate-limited account pauses this long.
+DEFAULT_THROTTLE_PAUSE_SECONDS = 60.0
+# Code 368 (policy block): stop sending from the account for this long.
+POLICY_PAUSE = timedelta(hours=1)
+IN_FLIGHT = "in_flight"
 
 
 def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fields) -> tuple:
@@ -67,34 +81,55 @@ def deliveries_create_for_comment(
         "event_received_at": event_received_at,
     }
     planned = []
+    if private_message:
+        planned.append((DeliveryKind.PRIVATE_REPLY, f"private_reply:{comment_id}", private_message))
     if public_reply_text:
         planned.append(
             (DeliveryKind.PUBLIC_REPLY, f"public_reply:{comment_id}", {"text": public_reply_text})
         )
-    if private_message:
-        planned.append((DeliveryKind.PRIVATE_REPLY, f"private_reply:{comment_id}", private_message))
 
-    deliveries = []
+    deliveries, created_any = [], False
     for kind, dedupe_key, payload in planned:
         delivery, created = _delivery_get_or_create(
             account=account, dedupe_key=dedupe_key, kind=kind, payload=payload, **common
         )
         deliveries.append(delivery)
-        if created:
-            transaction.on_commit(partial(delivery_schedule, delivery_id=delivery.pk))
+        created_any = created_any or created
+    if created_any:
+        transaction.on_commit(partial(pacer_kick, account_id=account.pk))
     return deliveries
 
 
-def delivery_schedule(*, delivery_id: int) -> None:
-    """Hand a delivery to the send queue; if the broker is down the sweeper retries later."""
+def pacer_kick(*, account_id: int) -> None:
+    """Pace the account right here (saves a queue hop); on trouble, leave it to a pacer task."""
+    try:
+        account_pace(account_id=account_id)
+    except Exception:
+        logger.exception("Pacing account %s inline failed; queueing a pacer run", account_id)
+        pacer_request(account_id)
+
+
+def delivery_dispatch(*, delivery_id: int, now: datetime | None = None) -> bool:
+    """Hand a queued delivery to the send queue (called by the pacer once budget allows)."""
     from messaging.tasks import send_delivery
 
+    now = now or timezone.now()
+    taken = Delivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
+    ).update(dispatched_at=now)
+    if not taken:
+        return False
     try:
         send_delivery.delay(delivery_id)
     except Exception:
         logger.exception(
-            "Could not queue delivery %s; the sweeper will queue it again", delivery_id
+            "Could not queue delivery %s; it waits for the next pacer run", delivery_id
         )
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
+            dispatched_at=None
+        )
+        return False
+    return True
 
 
 def _finish(
@@ -106,17 +141,17 @@ def _finish(
     result: GraphResult | None = None,
 ) -> Delivery:
     now = timezone.now()
-    fields = {"status": status, "reason": reason, "detail": detail, "finished_at": now}
+    fields = {
+        "status": status,
+        "reason": reason,
+        "detail": detail,
+        "finished_at": now,
+        "next_attempt_at": None,
+    }
     if status == DeliveryStatus.SENT:
         fields["sent_at"] = now
     if result is not None:
-        fields.update(
-            meta_code=result.code,
-            meta_subcode=result.subcode,
-            meta_message=result.message[:2000],
-            meta_trace_id=result.trace_id[:64],
-            meta_response_id=result.response_id[:128],
-        )
+        fields.update(_meta_fields(result))
     # Only the worker that claimed it (status sending) may finish it.
     Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
     for name, value in fields.items():
@@ -124,22 +159,39 @@ def _finish(
     return delivery
 
 
-def _record_attempt(delivery: Delivery, result: GraphResult, started_at: datetime) -> None:
-    DeliveryAttempt.objects.create(
-        delivery=delivery,
-        number=delivery.attempts,
-        started_at=started_at,
-        duration_ms=result.duration_ms,
-        outcome=result.outcome,
-        http_status=result.http_status,
-        reason=result.reason or "",
-        meta_code=result.code,
-        meta_subcode=result.subcode,
-        meta_message=result.message[:2000],
-        meta_trace_id=result.trace_id[:64],
-        request_summary=result.request_summary[:300],
-        response_excerpt=result.response_excerpt[:2000],
-    )
+def _meta_fields(result: GraphResult) -> dict:
+    return {
+        "meta_code": result.code,
+        "meta_subcode": result.subcode,
+        "meta_message": result.message[:2000],
+        "meta_trace_id": result.trace_id[:64],
+        "meta_response_id": result.response_id[:128],
+    }
+
+
+def _requeue(
+    delivery: Delivery,
+    *,
+    at: datetime | None,
+    detail: str,
+    result: GraphResult | None = None,
+    held: bool = False,
+) -> Delivery:
+    """Back to the account's queue, to be paced again at `at` (or when released if held)."""
+    fields = {
+        "status": DeliveryStatus.QUEUED,
+        "dispatched_at": None,
+        "next_attempt_at": at,
+        "detail": detail,
+    }
+    if held:
+        fields["held_since"] = delivery.held_since or timezone.now()
+    if result is not None:
+        fields.update(_meta_fields(result))
+    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
+    for name, value in fields.items():
+        setattr(delivery, name, value)
+    return delivery
 
 
 def delivery_claim(*, delivery_id: int) -> Delivery | None:
@@ -153,20 +205,145 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     return Delivery.objects.select_related("account", "contact", "workspace").get(pk=delivery_id)
 
 
+def _backoff_seconds(attempt: int) -> float:
+    # Exponential with full jitter around the nominal delay, so retries of a burst spread out.
+    nominal = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return nominal * random.uniform(0.5, 1.5)
+
+
+def _retry_or_fail(delivery: Delivery, result: GraphResult, wait_seconds: float) -> Delivery:
+    retry_at = timezone.now() + timedelta(seconds=wait_seconds)
+    ends = window_end(delivery)
+    what = result.message or "no answer"
+    if ends is not None and retry_at > ends:
+        return _finish(
+            delivery,
+            status=DeliveryStatus.FAILED,
+            reason=DeliveryReason.WINDOW_EXPIRED,
+            detail=(
+                f"Attempt {delivery.attempts} failed ({what}); the next try at "
+                f"{retry_at:%Y-%m-%d %H:%M:%S} UTC would fall after the window closes at "
+                f"{ends:%Y-%m-%d %H:%M:%S} UTC."
+            ),
+            result=result,
+        )
+    if delivery.attempts >= MAX_ATTEMPTS:
+        reason = DeliveryReason.RATE_LIMITED if result.throttled else DeliveryReason.META_ERROR
+        return _finish(
+            delivery,
+            status=DeliveryStatus.FAILED,
+            reason=reason,
+            detail=f"Gave up after {delivery.attempts} attempts; last: {what}",
+            result=result,
+        )
+    return _requeue(
+        delivery,
+        at=retry_at,
+        detail=f"Attempt {delivery.attempts} failed ({what}); retrying in {wait_seconds:.0f} s.",
+        result=result,
+    )
+
+
+def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
+    if result.usage is None:
+        return
+    fields = {"usage_percent": min(100, result.usage.max_percent)}
+    if result.usage.regain_access_seconds > 0:
+        fields["paused_until"] = timezone.now() + timedelta(
+            seconds=result.usage.regain_access_seconds
+        )
+        fields["pause_reason"] = "Meta's usage headers say access returns then."
+    InstagramAccount.objects.filter(pk=account.pk).update(**fields)
+
+
+def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
+    account = delivery.account
+    reason = result.reason or DeliveryReason.META_ERROR
+    if result.account_problem:
+        account_services.account_mark_needs_reconnect(
+            account=account, reason=reason, detail=result.message
+        )
+        return _requeue(
+            delivery,
+            at=None,
+            held=True,
+            detail=f"Held until @{account.username} is reconnected: {result.message}",
+            result=result,
+        )
+    if result.throttled:
+        pause = result.retry_after_seconds or DEFAULT_THROTTLE_PAUSE_SECONDS
+        account_services.account_pause(
+            account=account,
+            until=timezone.now() + timedelta(seconds=pause),
+            reason=f"Meta rate-limited the account: {result.message}",
+        )
+        return _retry_or_fail(delivery, result, pause)
+    if result.pause_account:
+        account_services.account_pause(
+            account=account,
+            until=timezone.now() + POLICY_PAUSE,
+            reason=f"Meta is restricting the account for policy reasons: {result.message}",
+        )
+    if reason == DeliveryReason.CONVERSATION_CLOSED and delivery.contact_id:
+        account_services.contact_mark_conversation_closed(
+            contact_id=delivery.contact_id, detail=result.message
+        )
+    if result.retryable:
+        return _retry_or_fail(delivery, result, _backoff_seconds(delivery.attempts))
+    return _finish(
+        delivery,
+        status=DeliveryStatus.FAILED,
+        reason=reason,
+        detail=f"Meta refused the send: {result.message}" if result.message else "",
+        result=result,
+    )
+
+
+def _skip_or_hold(delivery: Delivery, failure: CheckFailure) -> Delivery:
+    if failure.hold:
+        return _requeue(delivery, at=None, held=True, detail=failure.detail)
+    return _finish(
+        delivery, status=DeliveryStatus.SKIPPED, reason=failure.reason, detail=failure.detail
+    )
+
+
 def delivery_send(*, delivery_id: int) -> Delivery | None:
     """Claim, check, send and record one delivery. Safe to call twice: only one sends."""
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return None
+    try:
+        return _send_claimed(delivery)
+    finally:
+        # A slot of the account's in-flight cap is free again.
+        pacer_request(delivery.account_id)
+
+
+def _send_claimed(delivery: Delivery) -> Delivery:
     started_at = timezone.now()
     failure = run_checklist(delivery, started_at)
     if failure is not None:
-        return _finish(
-            delivery, status=DeliveryStatus.SKIPPED, reason=failure.reason, detail=failure.detail
-        )
+        return _skip_or_hold(delivery, failure)
 
+    # Recorded before the call: if the worker dies mid-request, this row says the request
+    # may have reached Meta, so recovery marks the delivery unknown instead of resending.
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
+    )
     result = graph.send(delivery)
-    _record_attempt(delivery, result, started_at)
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+        duration_ms=result.duration_ms,
+        outcome=result.outcome,
+        http_status=result.http_status,
+        reason=result.reason or "",
+        meta_code=result.code,
+        meta_subcode=result.subcode,
+        meta_message=result.message[:2000],
+        meta_trace_id=result.trace_id[:64],
+        request_summary=result.request_summary[:300],
+        response_excerpt=result.response_excerpt[:2000],
+    )
+    _apply_usage(delivery.account, result)
     if result.outcome == Outcome.SENT:
         return _finish(delivery, status=DeliveryStatus.SENT, result=result)
     if result.outcome == Outcome.UNKNOWN:
@@ -179,38 +356,104 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
             ),
             result=result,
         )
-    reason = result.reason or DeliveryReason.META_ERROR
-    return _finish(
-        delivery,
-        status=DeliveryStatus.FAILED,
-        reason=reason,
-        detail=f"Meta refused the send: {result.message}" if result.message else "",
-        result=result,
-    )
+    return _handle_refusal(delivery, result)
+
+
+def delivery_recover(*, delivery_id: int) -> str | None:
+    """Settle a send whose worker died: unknown if the request may have left, else re-queue."""
+    delivery = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING).first()
+    if delivery is None:
+        return None
+    in_flight = delivery.attempt_log.filter(outcome=IN_FLIGHT).exists()
+    if in_flight:
+        delivery.attempt_log.filter(outcome=IN_FLIGHT).update(outcome="lost")
+        _finish(
+            delivery,
+            status=DeliveryStatus.UNKNOWN,
+            detail=(
+                "The worker stopped while the request was on its way; it may have reached Meta. "
+                "Check the conversation on Instagram before sending again."
+            ),
+        )
+        return DeliveryStatus.UNKNOWN
+    _requeue(delivery, at=None, detail="The worker stopped before calling Meta; queued again.")
+    return DeliveryStatus.QUEUED
+
+
+def _expire_held(now: datetime) -> int:
+    """Held sends wait a bounded time for a reconnect, and never past their window."""
+    expired = 0
+    hold_limit = now - timedelta(seconds=settings.HOLD_LIMIT_SECONDS)
+    held = Delivery.objects.filter(
+        status=DeliveryStatus.QUEUED, held_since__isnull=False
+    ).select_related("account", "contact")
+    for delivery in held.iterator():
+        if delivery.account.status == AccountStatus.ACTIVE:
+            account_release(account_id=delivery.account_id)
+            continue
+        ends = window_end(delivery)
+        if delivery.held_since > hold_limit and (ends is None or ends > now):
+            continue
+        reason = delivery.account.reconnect_reason or DeliveryReason.TOKEN_INVALID
+        expired += Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.QUEUED).update(
+            status=DeliveryStatus.SKIPPED,
+            reason=reason,
+            finished_at=now,
+            detail=(
+                f"Held for @{delivery.account.username} to be reconnected "
+                f"({delivery.account.status_reason or 'token or permission problem'}); "
+                "it was not reconnected in time."
+            ),
+        )
+    return expired
 
 
 def deliveries_sweep(*, now: datetime | None = None) -> dict:
-    """Re-queue deliveries left queued (broker down, lost task) and settle abandoned sends."""
-    now = now or timezone.now()
-    grace = timedelta(seconds=settings.PENDING_EVENT_GRACE_SECONDS)
-    stale_ids = list(
-        Delivery.objects.filter(status=DeliveryStatus.QUEUED, created_at__lt=now - grace)
-        .exclude(next_attempt_at__gt=now)
-        .values_list("pk", flat=True)[:1000]
-    )
-    for delivery_id in stale_ids:
-        delivery_schedule(delivery_id=delivery_id)
+    """Beat's sweeper: recover lost work, expire what can no longer go, wake the pacers."""
+    from messaging.sharedstate import DatabaseState, shared_state
+    from messaging.tasks import pace_account
 
-    # A send claimed long ago with no recorded end: the worker died, maybe mid-request.
-    abandoned = Delivery.objects.filter(
-        status=DeliveryStatus.SENDING,
-        sending_started_at__lt=now - timedelta(seconds=settings.STALE_SENDING_SECONDS),
-    ).update(
-        status=DeliveryStatus.UNKNOWN,
-        finished_at=now,
-        detail=(
-            "The worker stopped while sending; the request may have reached Meta. "
-            "Check the conversation on Instagram before sending again."
-        ),
+    now = now or timezone.now()
+    grace = now - timedelta(seconds=settings.PENDING_EVENT_GRACE_SECONDS)
+
+    # Dispatched long ago but never claimed: the task was lost (broker restart, crash).
+    lost = Delivery.objects.filter(status=DeliveryStatus.QUEUED, dispatched_at__lt=grace).update(
+        dispatched_at=None
     )
-    return {"requeued": len(stale_ids), "marked_unknown": abandoned}
+
+    stale = now - timedelta(seconds=settings.STALE_SENDING_SECONDS)
+    recovered = [
+        delivery_recover(delivery_id=pk)
+        for pk in Delivery.objects.filter(
+            status=DeliveryStatus.SENDING, sending_started_at__lt=stale
+        ).values_list("pk", flat=True)
+    ]
+    # Queued deliveries of accounts that need reconnecting are held from the start.
+    Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_since__isnull=True).exclude(
+        account__status=AccountStatus.ACTIVE
+    ).update(held_since=now)
+    expired_held = _expire_held(now)
+
+    projected = 0
+    for account_id in accounts_with_due_work(now=now):
+        projected += deliveries_expire_unreachable(account_id=account_id, now=now)
+        pace_account.delay(account_id)
+    state = shared_state()
+    if isinstance(state, DatabaseState):
+        state.prune()
+    return {
+        "lost_dispatches": lost,
+        "recovered": recovered.count(DeliveryStatus.QUEUED),
+        "marked_unknown": recovered.count(DeliveryStatus.UNKNOWN),
+        "held_expired": expired_held,
+        "window_misses": projected,
+    }
+
+
+def account_release(*, account_id: int) -> int:
+    """After a reconnect: held sends go back to the pacer."""
+    released = Delivery.objects.filter(
+        account_id=account_id, status=DeliveryStatus.QUEUED, held_since__isnull=False
+    ).update(held_since=None, dispatched_at=None)
+    pacer_request(account_id)
+    return released

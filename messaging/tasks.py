@@ -2,12 +2,17 @@
 
 from celery import shared_task
 
-from messaging import services
+from messaging import pacer, services
 
 
 @shared_task(name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
 def send_delivery(delivery_id: int) -> None:
     services.delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(name="messaging.pace_account", acks_late=True, reject_on_worker_lost=True)
+def pace_account(account_id: int) -> dict:
+    return pacer.account_pace(account_id=account_id)
 
 
 @shared_task(name="messaging.sweep_deliveries")

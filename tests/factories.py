@@ -27,8 +27,14 @@ class InstagramAccountFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"studio.{n}")
     page_id = factory.Sequence(lambda n: f"10000{n:010d}")
     login_kind = LoginKind.FACEBOOK
-    scopes = factory.LazyFunction(
-        lambda: ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
+    scopes = factory.LazyAttribute(
+        lambda o: ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
+        if o.login_kind == LoginKind.FACEBOOK
+        else [
+            "instagram_business_basic",
+            "instagram_business_manage_comments",
+            "instagram_business_manage_messages",
+        ]
     )
 
     @factory.post_generation

@@ -83,8 +83,9 @@ def webhook_event_reject(*, raw_body: bytes, error: str) -> None:
         dedupe_key=hashlib.sha256(raw_body).hexdigest(),
         defaults={
             # Kept readable and storable: PostgreSQL text cannot hold NUL bytes.
-            "raw_body": raw_body.decode("utf-8", errors="backslashreplace")
-            .replace("\x00", "\\x00")[:100_000],
+            "raw_body": raw_body.decode("utf-8", errors="backslashreplace").replace(
+                "\x00", "\\x00"
+            )[:100_000],
             "state": EventState.REJECTED,
             "error": error[:2000],
             "processed_at": timezone.now(),

@@ -1,0 +1,127 @@
+"""Per-account pacing: the account's queued deliveries go to the send queue at its own rate.
+
+Why not one FIFO of send tasks: a viral post queues ten thousand sends, and a quiet
+account's next send would wait behind all of them. Instead deliveries wait in the database
+(the durable queue) and each account's pacer hands at most `PACER_MAX_IN_FLIGHT` of them at
+a time to the shared send queue, and only when the account's budgets have room. The send
+queue therefore never holds more than a few sends per account, whatever the backlog.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from accounts.models import AccountStatus, InstagramAccount
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from messaging.sharedstate import Budget, shared_state
+
+logger = logging.getLogger(__name__)
+
+# Run this far under Meta's published limits, so network jitter never pushes us over.
+HEADROOM = 0.97
+# A pacer waiting longer than this leaves the wake-up to beat instead of a Celery countdown.
+MAX_COUNTDOWN_SECONDS = 30.0
+
+
+def usage_factor(usage_percent: int) -> float:
+    """Slow down as Meta's usage headers approach 100%, before Meta blocks."""
+    if usage_percent < 75:
+        return 1.0
+    if usage_percent >= 95:
+        return 0.1
+    return max(0.1, (95 - usage_percent) / 20)
+
+
+def budgets_for(account: InstagramAccount, kind: str) -> list[Budget]:
+    factor = HEADROOM * usage_factor(account.usage_percent)
+    per_second = account.send_limit_per_second or settings.SEND_LIMIT_PER_SECOND
+    per_hour = account.private_reply_limit_per_hour or settings.PRIVATE_REPLY_LIMIT_PER_HOUR
+
+    def budget(name: str, limit: int, window: float) -> Budget:
+        return Budget(f"{account.pk}:{name}", max(1, int(limit * factor)), window)
+
+    if kind == DeliveryKind.PUBLIC_REPLY:
+        # Comment replies are not Send API calls; they count against the account's business
+        # use case quota, which Meta does not publish per second: a separate budget.
+        return [budget("comment_reply", settings.COMMENT_REPLY_LIMIT_PER_SECOND, 1.0)]
+    budgets = [budget("send", per_second, 1.0)]
+    if kind == DeliveryKind.PRIVATE_REPLY:
+        budgets.append(budget("private_reply", per_hour, 3600.0))
+    return budgets
+
+
+def _due(now: datetime) -> Q:
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
+def pacer_request(account_id: int, *, delay: float = 0.0) -> None:
+    """Make sure a pacer run for the account is queued (at most one waits at a time)."""
+    from messaging.tasks import pace_account
+
+    delay = max(0.0, min(delay, MAX_COUNTDOWN_SECONDS))
+    if not shared_state().flag_set(f"pacer:{account_id}", ttl=delay + 30):
+        return
+    try:
+        pace_account.apply_async((account_id,), countdown=delay or None)
+    except Exception:
+        shared_state().flag_clear(f"pacer:{account_id}")
+        logger.exception("Could not queue the pacer for account %s; beat will run it", account_id)
+
+
+def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
+    """Dispatch the account's due deliveries that its budgets and in-flight cap allow."""
+    from messaging.services import delivery_dispatch
+
+    # Cleared first: a request arriving while we run queues another run instead of being lost.
+    shared_state().flag_clear(f"pacer:{account_id}")
+    now = now or timezone.now()
+    account = InstagramAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return {"dispatched": 0, "why": "no such account"}
+    if account.status != AccountStatus.ACTIVE:
+        return {"dispatched": 0, "why": "held: the account needs attention"}
+    if account.paused_until and account.paused_until > now:
+        pacer_request(account_id, delay=(account.paused_until - now).total_seconds())
+        return {"dispatched": 0, "why": f"paused until {account.paused_until.isoformat()}"}
+
+    queued = Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
+    in_flight = Delivery.objects.filter(
+        Q(status=DeliveryStatus.SENDING)
+        | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False),
+        account_id=account_id,
+    ).count()
+    free = settings.PACER_MAX_IN_FLIGHT - in_flight
+    dispatched, wait = 0, None
+    if free > 0:
+        candidates = list(
+            queued.filter(_due(now), dispatched_at__isnull=True)
+            .order_by("created_at", "pk")
+            .values_list("pk", "kind")[: free * 4]
+        )
+        blocked: set[str] = set()
+        for delivery_id, kind in candidates:
+            if free <= 0:
+                break
+            if kind in blocked:
+                continue
+            kind_wait = shared_state().try_acquire(budgets_for(account, kind))
+            if kind_wait > 0:
+                # This kind's budget is spent; other kinds behind it may still go.
+                blocked.add(kind)
+                wait = kind_wait if wait is None else min(wait, kind_wait)
+                continue
+            if delivery_dispatch(delivery_id=delivery_id, now=now):
+                dispatched += 1
+                free -= 1
+    if wait is not None:
+        pacer_request(account_id, delay=wait)
+    else:
+        later = queued.filter(dispatched_at__isnull=True, next_attempt_at__gt=now).aggregate(
+            at=Min("next_attempt_at")
+        )["at"]
+        if later is not None and later - now <= timedelta(seconds=MAX_COUNTDOWN_SECONDS):
+            pacer_request(account_id, delay=(later - now).total_seconds())
+    return {"dispatched": dispatched, "in_flight": in_flight + dispatched, "wait": wait}

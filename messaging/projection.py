@@ -1,0 +1,56 @@
+"""Sends that cannot make their window at the account's rate end now, with that stated.
+
+A backlog is sent oldest first at the pacer's rate. When the estimated time of a queued
+private reply or DM falls after its window closes, waiting would only end it later as
+`window_expired` (or worse, get it refused by Meta); ending it now tells the operator why.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+
+from accounts.models import InstagramAccount
+from messaging.checks import window_end
+from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
+from messaging.selectors import kind_rate_per_second
+
+# Only look at backlogs longer than this: shorter ones cannot miss a 24-hour window.
+MIN_BACKLOG_SECONDS = 600
+
+
+def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
+    account = InstagramAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return 0
+    expired = 0
+    for kind in (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE):
+        rate = kind_rate_per_second(account, kind)
+        queued = Delivery.objects.filter(
+            account=account, kind=kind, status=DeliveryStatus.QUEUED, held_since__isnull=True
+        )
+        depth = queued.count()
+        if depth / rate < MIN_BACKLOG_SECONDS:
+            continue
+        ordered = (
+            queued.filter(Q(dispatched_at__isnull=True))
+            .select_related("contact")
+            .order_by("created_at", "pk")
+        )
+        for position, delivery in enumerate(ordered.iterator(), start=1):
+            eta = now + timedelta(seconds=position / rate)
+            ends = window_end(delivery)
+            if ends is None or eta <= ends:
+                continue
+            expired += Delivery.objects.filter(
+                pk=delivery.pk, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
+            ).update(
+                status=DeliveryStatus.SKIPPED,
+                reason=DeliveryReason.WINDOW_EXPIRED,
+                finished_at=now,
+                detail=(
+                    f"At @{account.username}'s sending rate ({rate * 3600:.0f}/hour) this send "
+                    f"would go out around {eta:%Y-%m-%d %H:%M} UTC, after its window closes at "
+                    f"{ends:%Y-%m-%d %H:%M} UTC; ended now instead of waiting."
+                ),
+            )
+    return expired

@@ -1,0 +1,133 @@
+"""State shared by every worker and process: per-account budgets and short-lived flags.
+
+Redis when REDIS_URL is set, the database otherwise. Budgets are sliding windows, like
+Meta's own limits: at most `limit` uses in any `window` seconds. A sliding window (rather
+than a token bucket with a burst) is what lets us run close to the limit without ever
+crossing it.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from messaging.models import BudgetUse, SharedFlag
+
+
+@dataclass(frozen=True)
+class Budget:
+    key: str
+    limit: int
+    window: float  # seconds
+
+
+class RedisState:
+    # All budgets are checked and taken in one atomic step: either every budget has room
+    # (and each records a use) or none is touched and the wait until the first frees is returned.
+    _ACQUIRE = """
+    local now = tonumber(ARGV[1])
+    local member = ARGV[2]
+    local wait = 0
+    for i, key in ipairs(KEYS) do
+        local limit = tonumber(ARGV[1 + i * 2])
+        local window = tonumber(ARGV[2 + i * 2])
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+        if redis.call('ZCARD', key) >= limit then
+            local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+            local free_at = tonumber(oldest[2]) + window - now
+            if free_at > wait then wait = free_at end
+        end
+    end
+    if wait > 0 then return tostring(wait) end
+    for i, key in ipairs(KEYS) do
+        local window = tonumber(ARGV[2 + i * 2])
+        redis.call('ZADD', key, now, member)
+        redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
+    end
+    return '0'
+    """
+
+    def __init__(self, url: str):
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._acquire = self.client.register_script(self._ACQUIRE)
+
+    def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
+        """0 when a use of every budget was recorded; else seconds until one frees up."""
+        now = time.time() if now is None else now
+        args: list = [now, uuid.uuid4().hex]
+        for budget in budgets:
+            args += [budget.limit, budget.window]
+        result = self._acquire(keys=[f"budget:{b.key}" for b in budgets], args=args)
+        return float(result)
+
+    def used(self, budget: Budget, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        return self.client.zcount(f"budget:{budget.key}", now - budget.window, "+inf")
+
+    def flag_set(self, key: str, ttl: float) -> bool:
+        """Set a flag unless it is already set; True when this call set it."""
+        return bool(self.client.set(f"flag:{key}", 1, nx=True, px=max(1, int(ttl * 1000))))
+
+    def flag_clear(self, key: str) -> None:
+        self.client.delete(f"flag:{key}")
+
+
+class DatabaseState:
+    def _lock(self, name: str) -> None:
+        # PostgreSQL: serialise takers of the same budgets for the transaction. SQLite's
+        # IMMEDIATE transactions already serialise every writer.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+
+    def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        with transaction.atomic():
+            self._lock("|".join(sorted(b.key for b in budgets)))
+            wait = 0.0
+            for budget in budgets:
+                recent = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
+                if recent.count() >= budget.limit:
+                    oldest = recent.order_by("at").values_list("at", flat=True).first()
+                    wait = max(wait, oldest + budget.window - now)
+            if wait > 0:
+                return wait
+            BudgetUse.objects.bulk_create([BudgetUse(key=b.key, at=now) for b in budgets])
+            return 0.0
+
+    def used(self, budget: Budget, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        return BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window).count()
+
+    def prune(self, older_than: float = 3700.0) -> int:
+        deleted, _ = BudgetUse.objects.filter(at__lt=time.time() - older_than).delete()
+        return deleted
+
+    def flag_set(self, key: str, ttl: float) -> bool:
+        now = time.time()
+        try:
+            with transaction.atomic():
+                SharedFlag.objects.create(key=key, expires_at=now + ttl)
+                return True
+        except IntegrityError:
+            # Taken over only if expired; the conditional update makes one caller win.
+            return bool(
+                SharedFlag.objects.filter(key=key, expires_at__lt=now).update(expires_at=now + ttl)
+            )
+
+    def flag_clear(self, key: str) -> None:
+        SharedFlag.objects.filter(key=key).delete()
+
+
+@cache
+def _state_for(redis_url: str) -> RedisState | DatabaseState:
+    return RedisState(redis_url) if redis_url else DatabaseState()
+
+
+def shared_state() -> RedisState | DatabaseState:
+    return _state_for(settings.REDIS_URL)

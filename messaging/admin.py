@@ -1,9 +1,15 @@
 from datetime import timedelta
 
 from django.contrib import admin
+from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from messaging.models import Delivery, DeliveryAttempt, DeliveryStatus
+from accounts.models import AccountStatus
+from messaging.models import AccountQueue, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from messaging.projection import unreachable_deliveries
+from messaging.selectors import account_queue_stats, kind_rate_per_second
+from messaging.services import account_release
 
 
 class FailedRecentlyFilter(admin.SimpleListFilter):
@@ -63,6 +69,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "kind",
         "status",
         "reason",
+        "detail_excerpt",
         "trigger",
         "contact",
         "attempts",
@@ -81,7 +88,145 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    @admin.display(description="Why")
+    def detail_excerpt(self, obj: Delivery) -> str:
+        return obj.detail[:90] + ("…" if len(obj.detail) > 90 else "")
+
     @admin.display(description="Arrival to sent")
     def latency(self, obj: Delivery) -> str:
         value = obj.latency_ms
         return f"{value:.0f} ms" if value is not None else "-"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "now"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@admin.register(AccountQueue)
+class AccountQueueAdmin(admin.ModelAdmin):
+    """Per account: what waits, how fast it goes, when it will be done, what will miss."""
+
+    list_display = [
+        "username",
+        "workspace",
+        "status_display",
+        "queued",
+        "held",
+        "sending_rate",
+        "drain_time",
+        "paused",
+    ]
+    list_filter = ["status", "workspace"]
+    list_select_related = ["workspace"]
+    search_fields = ["username", "ig_user_id"]
+    actions = ["release_held"]
+    fields = [
+        "username",
+        "workspace",
+        "status_display",
+        "queue_report",
+        "send_limit_per_second",
+        "private_reply_limit_per_hour",
+        "paused_until",
+        "pause_reason",
+        "usage_percent",
+    ]
+    readonly_fields = ["username", "workspace", "status_display", "queue_report", "usage_percent"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        since = timezone.now() - timedelta(minutes=1)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                queued_count=Count(
+                    "deliveries", filter=Q(deliveries__status=DeliveryStatus.QUEUED)
+                ),
+                held_count=Count(
+                    "deliveries",
+                    filter=Q(
+                        deliveries__status=DeliveryStatus.QUEUED,
+                        deliveries__held_since__isnull=False,
+                    ),
+                ),
+                sent_last_minute=Count(
+                    "deliveries",
+                    filter=Q(
+                        deliveries__status=DeliveryStatus.SENT, deliveries__sent_at__gte=since
+                    ),
+                ),
+            )
+        )
+
+    @admin.display(description="Status")
+    def status_display(self, obj) -> str:
+        if obj.status == AccountStatus.NEEDS_RECONNECT:
+            return format_html("<strong style='color:#ba2121'>{}</strong>", obj.status_reason)
+        return obj.get_status_display()
+
+    @admin.display(description="Queued", ordering="queued_count")
+    def queued(self, obj) -> int:
+        return obj.queued_count
+
+    @admin.display(description="Held for reconnect")
+    def held(self, obj) -> int:
+        return obj.held_count
+
+    @admin.display(description="Sent/s (last minute) vs budget")
+    def sending_rate(self, obj) -> str:
+        budget = kind_rate_per_second(obj, DeliveryKind.PRIVATE_REPLY)
+        return f"{obj.sent_last_minute / 60:.1f} / {budget:.2f}"
+
+    @admin.display(description="Drained in")
+    def drain_time(self, obj) -> str:
+        stats = account_queue_stats(account=obj, now=timezone.now())
+        return _duration(stats.drain_seconds) if stats.depth else "-"
+
+    @admin.display(description="Paused until")
+    def paused(self, obj) -> str:
+        if obj.paused_until and obj.paused_until > timezone.now():
+            return f"{obj.paused_until:%H:%M:%S} UTC"
+        return "-"
+
+    @admin.display(description="Queue")
+    def queue_report(self, obj) -> str:
+        now = timezone.now()
+        stats = account_queue_stats(account=obj, now=now)
+        misses = sum(1 for _ in unreachable_deliveries(obj, now))
+        rows = [
+            ("Queued", ", ".join(f"{k}: {v}" for k, v in stats.queued.items()) or "none"),
+            ("Held until reconnected", stats.held),
+            ("Handed to workers now", stats.in_flight),
+            ("Sent in the last minute", stats.sent_last_minute),
+            (
+                "Budget per second",
+                ", ".join(f"{k}: {v:.2f}" for k, v in stats.budget_per_second.items()),
+            ),
+            ("Estimated time to drain", _duration(stats.drain_seconds)),
+            (
+                "Will miss their window at this rate",
+                f"{misses} (the sweeper ends them as window_expired, saying why)",
+            ),
+        ]
+        return format_html_join(
+            "", "<div><strong>{}:</strong> {}</div>", ((label, value) for label, value in rows)
+        )
+
+    @admin.action(description="Release held sends (after reconnecting)")
+    def release_held(self, request, queryset) -> None:
+        released = sum(
+            account_release(account_id=pk) for pk in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{released} held send(s) released to the pacer.")

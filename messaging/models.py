@@ -175,3 +175,11 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of delivery {self.delivery_id}"
+
+
+class AccountQueue(InstagramAccount):
+    """An account seen as a sending queue (admin view: depth, rate, budget, drain time)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "sending queue"

@@ -5,6 +5,7 @@ private reply or DM falls after its window closes, waiting would only end it lat
 `window_expired` (or worse, get it refused by Meta); ending it now tells the operator why.
 """
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.db.models import Q
@@ -18,11 +19,13 @@ from messaging.selectors import kind_rate_per_second
 MIN_BACKLOG_SECONDS = 600
 
 
-def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
-    account = InstagramAccount.objects.filter(pk=account_id).first()
-    if account is None:
-        return 0
-    expired = 0
+def unreachable_deliveries(
+    account: InstagramAccount, now: datetime
+) -> Iterator[tuple[Delivery, float, datetime, datetime]]:
+    """Queued sends whose estimated send time falls after their window.
+
+    Yields (delivery, rate per second, estimated send time, window end).
+    """
     for kind in (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE):
         rate = kind_rate_per_second(account, kind)
         queued = Delivery.objects.filter(
@@ -39,18 +42,26 @@ def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
         for position, delivery in enumerate(ordered.iterator(), start=1):
             eta = now + timedelta(seconds=position / rate)
             ends = window_end(delivery)
-            if ends is None or eta <= ends:
-                continue
-            expired += Delivery.objects.filter(
-                pk=delivery.pk, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
-            ).update(
-                status=DeliveryStatus.SKIPPED,
-                reason=DeliveryReason.WINDOW_EXPIRED,
-                finished_at=now,
-                detail=(
-                    f"At @{account.username}'s sending rate ({rate * 3600:.0f}/hour) this send "
-                    f"would go out around {eta:%Y-%m-%d %H:%M} UTC, after its window closes at "
-                    f"{ends:%Y-%m-%d %H:%M} UTC; ended now instead of waiting."
-                ),
-            )
+            if ends is not None and eta > ends:
+                yield delivery, rate, eta, ends
+
+
+def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
+    account = InstagramAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return 0
+    expired = 0
+    for delivery, rate, eta, ends in list(unreachable_deliveries(account, now)):
+        expired += Delivery.objects.filter(
+            pk=delivery.pk, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
+        ).update(
+            status=DeliveryStatus.SKIPPED,
+            reason=DeliveryReason.WINDOW_EXPIRED,
+            finished_at=now,
+            detail=(
+                f"At @{account.username}'s sending rate ({rate * 3600:.0f}/hour) this send "
+                f"would go out around {eta:%Y-%m-%d %H:%M} UTC, after its window closes at "
+                f"{ends:%Y-%m-%d %H:%M} UTC; ended now instead of waiting."
+            ),
+        )
     return expired

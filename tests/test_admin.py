@@ -22,6 +22,7 @@ MODELS = [
     ("triggers", "trigger"),
     ("webhooks", "webhookevent"),
     ("messaging", "delivery"),
+    ("messaging", "accountqueue"),
 ]
 
 
@@ -52,6 +53,23 @@ def test_delivery_list_query_count_does_not_grow_with_rows(
         DeliveryFactory(account=populated)
     with django_assert_max_num_queries(12):
         admin_client.get(url)
+
+
+def test_queue_page_shows_depth_budget_and_reconnect_reason(admin_client, populated):
+    populated.status = "needs_reconnect"
+    populated.status_reason = "Reconnect @x: Meta says its token no longer works"
+    populated.save()
+    listing = admin_client.get(reverse("admin:messaging_accountqueue_changelist"))
+    assert b"Reconnect @x" in listing.content
+    detail = admin_client.get(reverse("admin:messaging_accountqueue_change", args=[populated.pk]))
+    assert detail.status_code == 200
+    for label in [
+        b"Queued",
+        b"Budget per second",
+        b"Estimated time to drain",
+        b"miss their window",
+    ]:
+        assert label in detail.content
 
 
 def test_delivery_filters(admin_client, populated):

@@ -13,6 +13,9 @@ from accounts.signals import account_reconnected
 logger = logging.getLogger(__name__)
 
 
+INSTAGRAM_USERNAME_MAX = 30
+
+
 class AccountError(ValueError):
     """Input that cannot connect an account; the message says what to fix."""
 
@@ -41,6 +44,15 @@ def account_connect(
         raise AccountError(f"--ig-user-id must be Instagram's numeric id, got {ig_user_id!r}.")
     if not username:
         raise AccountError("--username must not be empty.")
+    if len(username) > INSTAGRAM_USERNAME_MAX:
+        raise AccountError(
+            f"--username has {len(username)} characters; Instagram allows at most "
+            f"{INSTAGRAM_USERNAME_MAX}."
+        )
+    if len(workspace_name) > Workspace._meta.get_field("name").max_length:
+        raise AccountError("--workspace is too long (at most 150 characters).")
+    if len(ig_user_id) > 64 or len(page_id) > 64:
+        raise AccountError("--ig-user-id and --page-id are at most 64 digits.")
     if not access_token.strip():
         raise AccountError("--access-token must not be empty.")
     if login_kind not in LoginKind.values:

@@ -189,7 +189,9 @@ def _domains(text: str) -> set[str]:
 
 def check_content(delivery: Delivery, now: datetime) -> CheckFailure | None:
     payload = delivery.payload or {}
-    text = payload.get("text", "")
+    # A button template carries its text inside the attachment, where the 640 limit applies.
+    template = (payload.get("attachment") or {}).get("payload") or {}
+    text = payload.get("text") or template.get("text") or ""
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
         limit = COMMENT_TEXT_LIMIT
         if not text.strip():

@@ -29,6 +29,7 @@ KNOWN_FIELDS = (
     "priority",
 )
 MESSAGE_TEXT_LIMIT = 1000
+NAME_MAX_LENGTH = Trigger._meta.get_field("name").max_length
 # Events and modes the trigger file accepts but this version does not answer yet.
 NOT_ANSWERED_YET_EVENTS = {TriggerEvent.STORY_REPLY, TriggerEvent.STORY_MENTION, TriggerEvent.DM}
 NOT_ANSWERED_YET_MODES = {MatchMode.INTENT}
@@ -97,7 +98,9 @@ def parse_trigger_file(data: object) -> list[TriggerSpec]:
             continue
         name = item.get("name")
         if isinstance(name, str) and name.strip():
-            where = f"{where} ({name})"
+            where = f"{where} ({name[:40]})"
+            if len(name.strip()) > NAME_MAX_LENGTH:
+                errors.append(f"{where}.name: at most {NAME_MAX_LENGTH} characters.")
         else:
             errors.append(f"{where}.name: required, a non-empty string.")
         reference = item.get("account")

@@ -28,13 +28,15 @@ class InstagramAccountFactory(factory.django.DjangoModelFactory):
     page_id = factory.Sequence(lambda n: f"10000{n:010d}")
     login_kind = LoginKind.FACEBOOK
     scopes = factory.LazyAttribute(
-        lambda o: ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
-        if o.login_kind == LoginKind.FACEBOOK
-        else [
-            "instagram_business_basic",
-            "instagram_business_manage_comments",
-            "instagram_business_manage_messages",
-        ]
+        lambda o: (
+            ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
+            if o.login_kind == LoginKind.FACEBOOK
+            else [
+                "instagram_business_basic",
+                "instagram_business_manage_comments",
+                "instagram_business_manage_messages",
+            ]
+        )
     )
 
     @factory.post_generation

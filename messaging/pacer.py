@@ -96,13 +96,18 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
     dispatched, wait = 0, None
     if free > 0:
-        candidates = list(
-            queued.filter(_due(now), dispatched_at__isnull=True)
-            .order_by("created_at", "pk")
-            .values_list("pk", "kind")[: free * 4]
+        # The oldest few of each kind, so a kind whose budget is spent (private replies at
+        # their hourly limit) never hides the DMs and public replies queued behind it.
+        due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
+        candidates = sorted(
+            (
+                row
+                for kind in DeliveryKind.values
+                for row in due.filter(kind=kind).values_list("created_at", "pk", "kind")[:free]
+            ),
         )
         blocked: set[str] = set()
-        for delivery_id, kind in candidates:
+        for _, delivery_id, kind in candidates:
             if free <= 0:
                 break
             if kind in blocked:

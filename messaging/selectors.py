@@ -87,6 +87,7 @@ def accounts_with_due_work(*, now: datetime) -> list[int]:
             account__status=AccountStatus.ACTIVE,
         )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by()
         .values_list("account_id", flat=True)
         .distinct()
     )

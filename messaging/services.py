@@ -7,7 +7,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -195,10 +195,16 @@ def _requeue(
 
 
 def delivery_claim(*, delivery_id: int) -> Delivery | None:
-    """Move queued -> sending; None when another worker has it or it is finished."""
+    """Move queued -> sending; None when another worker has it, it is finished, or it is
+    not (or no longer) dispatched: a duplicate task must not jump a retry's wait or the
+    account's budgets."""
     now = timezone.now()
-    claimed = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, sending_started_at=now
+    claimed = (
+        Delivery.objects.filter(
+            pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=False
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(status=DeliveryStatus.SENDING, sending_started_at=now)
     )
     if not claimed:
         return None
@@ -245,15 +251,19 @@ def _retry_or_fail(delivery: Delivery, result: GraphResult, wait_seconds: float)
 
 
 def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
+    accounts = InstagramAccount.objects.filter(pk=account.pk)
     if result.usage is None:
+        # Meta sends usage headers only once usage is noticeable: none means low again.
+        if result.ok:
+            accounts.filter(usage_percent__gt=0).update(usage_percent=0)
         return
-    fields = {"usage_percent": min(100, result.usage.max_percent)}
+    accounts.update(usage_percent=min(100, result.usage.max_percent))
     if result.usage.regain_access_seconds > 0:
-        fields["paused_until"] = timezone.now() + timedelta(
-            seconds=result.usage.regain_access_seconds
+        account_services.account_pause(
+            account=account,
+            until=timezone.now() + timedelta(seconds=result.usage.regain_access_seconds),
+            reason="Meta's usage headers say access returns then.",
         )
-        fields["pause_reason"] = "Meta's usage headers say access returns then."
-    InstagramAccount.objects.filter(pk=account.pk).update(**fields)
 
 
 def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
@@ -325,8 +335,20 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     if failure is not None:
         return _skip_or_hold(delivery, failure)
 
-    # Recorded before the call: if the worker dies mid-request, this row says the request
-    # may have reached Meta, so recovery marks the delivery unknown instead of resending.
+    account = delivery.account
+    if account.paused_until and account.paused_until > started_at:
+        # Dispatched before a rate-limit or policy pause began: wait it out, untouched.
+        return _requeue(
+            delivery,
+            at=account.paused_until,
+            detail=f"Waiting: @{account.username} is paused ({account.pause_reason}).",
+        )
+
+    # Attempts count calls to Meta. The row is written before the call: if the worker dies
+    # mid-request it says the request may have reached Meta, so recovery marks the delivery
+    # unknown instead of resending it.
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
+    delivery.attempts += 1
     attempt = DeliveryAttempt.objects.create(
         delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
     )
@@ -394,16 +416,19 @@ def _expire_held(now: datetime) -> int:
         ends = window_end(delivery)
         if delivery.held_since > hold_limit and (ends is None or ends > now):
             continue
-        reason = delivery.account.reconnect_reason or DeliveryReason.TOKEN_INVALID
-        expired += Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.QUEUED).update(
-            status=DeliveryStatus.SKIPPED,
-            reason=reason,
-            finished_at=now,
-            detail=(
-                f"Held for @{delivery.account.username} to be reconnected "
-                f"({delivery.account.status_reason or 'token or permission problem'}); "
+        account = delivery.account
+        if account.status == AccountStatus.DISABLED:
+            reason = DeliveryReason.PERMISSION_MISSING
+            detail = f"@{account.username} is disabled and was not enabled again in time."
+        else:
+            reason = account.reconnect_reason or DeliveryReason.TOKEN_INVALID
+            detail = (
+                f"Held for @{account.username} to be reconnected "
+                f"({account.status_reason or 'token or permission problem'}); "
                 "it was not reconnected in time."
-            ),
+            )
+        expired += Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.QUEUED).update(
+            status=DeliveryStatus.SKIPPED, reason=reason, finished_at=now, detail=detail
         )
     return expired
 

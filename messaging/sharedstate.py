@@ -78,17 +78,19 @@ class RedisState:
 
 
 class DatabaseState:
-    def _lock(self, name: str) -> None:
-        # PostgreSQL: serialise takers of the same budgets for the transaction. SQLite's
-        # IMMEDIATE transactions already serialise every writer.
+    def _lock(self, keys: list[str]) -> None:
+        # PostgreSQL: one lock per budget, taken in a fixed order (no deadlock), so takers of
+        # overlapping budget sets (a private reply and a DM share "send") are serialised.
+        # SQLite's IMMEDIATE transactions already serialise every writer.
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+                for key in sorted(keys):
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
         now = time.time() if now is None else now
         with transaction.atomic():
-            self._lock("|".join(sorted(b.key for b in budgets)))
+            self._lock([b.key for b in budgets])
             wait = 0.0
             for budget in budgets:
                 recent = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)

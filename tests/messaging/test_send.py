@@ -1,0 +1,620 @@
+"""Sending one delivery: claim, check, call Meta, record the attempt, then retry, hold or finish."""
+
+import itertools
+import json
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.utils import timezone
+from urllib3.exceptions import NewConnectionError
+
+import messaging.tasks
+from accounts.models import AccountStatus, InstagramAccount
+from accounts.services import account_connect, contact_record_message
+from messaging import services
+from messaging.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryKind,
+    DeliveryReason,
+    DeliveryStatus,
+)
+from messaging.sharedstate import shared_state
+from tests.conftest import GRAPH
+from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+_numbers = itertools.count()
+
+
+class TaskRecorder:
+    """Stands in for the pacer task: a send asks for a pacer run; the test only sends."""
+
+    def __init__(self):
+        self.calls = []
+
+    def delay(self, *args):
+        self.calls.append(args)
+
+    def apply_async(self, args=(), countdown=None, **options):
+        self.calls.append(tuple(args))
+
+
+@pytest.fixture(autouse=True)
+def pacer_runs(monkeypatch):
+    recorder = TaskRecorder()
+    monkeypatch.setattr(messaging.tasks, "pace_account", recorder)
+    return recorder
+
+
+def private_reply(account=None, **fields):
+    account = account or InstagramAccountFactory()
+    return DeliveryFactory(account=account, kind=DeliveryKind.PRIVATE_REPLY, **fields)
+
+
+def message(contact, **fields):
+    n = next(_numbers)
+    return DeliveryFactory(
+        account=contact.account,
+        contact=contact,
+        kind=DeliveryKind.MESSAGE,
+        comment_id="",
+        recipient=contact.igsid,
+        dedupe_key=f"message:{contact.igsid}:{n}",
+        **fields,
+    )
+
+
+def messages_url(account) -> str:
+    return f"{GRAPH}/{account.page_id}/messages"
+
+
+def meta_error(code, subcode=None, message="(#100) Something went wrong", **extra) -> dict:
+    error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AtRace1"}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return {"error": {**error, **extra}}
+
+
+def answer(mocked_graph, account, *, status=200, body=None, headers=None):
+    mocked_graph.post(
+        messages_url(account),
+        status=status,
+        json=body if body is not None else {"recipient_id": "848067418322071", "message_id": "m.1"},
+        headers=headers,
+    )
+
+
+def fail_with(mocked_graph, account, exception):
+    mocked_graph.post(messages_url(account), body=exception)
+
+
+def send(delivery):
+    """What the pacer does once the delivery's turn (and any retry wait) has come."""
+    Delivery.objects.filter(pk=delivery.pk, status="queued").update(
+        dispatched_at=timezone.now(), next_attempt_at=None
+    )
+    services.delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def buc_usage(account, *, percent, regain_minutes) -> dict:
+    entry = {
+        "type": "instagram",
+        "call_count": percent,
+        "total_cputime": 10,
+        "total_time": 10,
+        "estimated_time_to_regain_access": regain_minutes,
+    }
+    return {"X-Business-Use-Case-Usage": json.dumps({account.ig_user_id: [entry]})}
+
+
+def within(value, start, end, *, slack=timedelta(seconds=2)):
+    return start - slack <= value <= end + slack
+
+
+# --- sent -----------------------------------------------------------------------------------------
+def test_sent_delivery_records_the_attempt_and_metas_id(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account)
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.reason == ""
+    assert delivery.attempts == 1
+    assert delivery.meta_response_id == "m.1"
+    assert delivery.sent_at is not None
+    attempt = delivery.attempt_log.get()
+    assert (attempt.number, attempt.outcome, attempt.http_status) == (1, "sent", 200)
+    assert '"message_id": "m.1"' in attempt.response_excerpt
+    assert attempt.request_summary == f"POST /{delivery.account.page_id}/messages"
+
+
+def test_private_reply_goes_to_the_comment(mocked_graph):
+    delivery = private_reply(payload={"text": "Here is the guide"})
+    answer(mocked_graph, delivery.account)
+
+    send(delivery)
+
+    assert json.loads(mocked_graph.calls[0].request.body) == {
+        "recipient": {"comment_id": delivery.comment_id},
+        "message": {"text": "Here is the guide"},
+    }
+
+
+def test_usage_headers_update_the_accounts_usage(mocked_graph):
+    delivery = private_reply()
+    answer(
+        mocked_graph,
+        delivery.account,
+        headers={
+            "X-App-Usage": json.dumps({"call_count": 82, "total_cputime": 10, "total_time": 5})
+        },
+    )
+
+    send(delivery)
+
+    account = InstagramAccount.objects.get(pk=delivery.account_id)
+    assert account.usage_percent == 82
+    assert account.paused_until is None
+
+
+def test_a_send_asks_for_the_next_pacer_run(mocked_graph, pacer_runs):
+    delivery = private_reply()
+    # No pacer run waits yet (Redis outlives the test database, whose ids start over).
+    shared_state().flag_clear(f"pacer:{delivery.account_id}")
+    answer(mocked_graph, delivery.account)
+
+    send(delivery)
+
+    assert pacer_runs.calls == [(delivery.account_id,)]
+
+
+# --- transient errors: retried with backoff, bounded by attempts and the window -------------------
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, meta_error(2, message="An unexpected error has occurred.", is_transient=True)),
+        (503, {}),
+    ],
+    ids=["graph-error", "bare-503"],
+)
+def test_transient_error_queues_the_delivery_again_with_backoff(mocked_graph, status, body):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account, status=status, body=body)
+    before = timezone.now()
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.attempts == 1
+    assert delivery.dispatched_at is None
+    # The first retry waits RETRY_BASE_SECONDS (2 s), give or take half of it for jitter.
+    assert before + timedelta(seconds=1) <= delivery.next_attempt_at
+    assert delivery.next_attempt_at <= timezone.now() + timedelta(seconds=3)
+    attempt = delivery.attempt_log.get()
+    assert (attempt.outcome, attempt.http_status) == ("failed", status)
+
+
+def test_transient_errors_fail_after_max_attempts(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account, status=500, body=meta_error(2, is_transient=True))
+
+    for _ in range(services.MAX_ATTEMPTS):
+        delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.META_ERROR
+    assert delivery.attempts == services.MAX_ATTEMPTS
+    assert delivery.detail.startswith(f"Gave up after {services.MAX_ATTEMPTS} attempts")
+    assert delivery.attempt_log.count() == services.MAX_ATTEMPTS
+    assert len(mocked_graph.calls) == services.MAX_ATTEMPTS
+
+
+def test_a_retry_that_would_land_after_the_window_fails_window_expired(mocked_graph):
+    almost_7_days_ago = timezone.now() - timedelta(days=7) + timedelta(seconds=1)
+    delivery = private_reply(interaction_at=almost_7_days_ago)
+    answer(mocked_graph, delivery.account, status=500, body=meta_error(2, is_transient=True))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.WINDOW_EXPIRED
+    assert "would fall after the window closes" in delivery.detail
+    assert len(mocked_graph.calls) == 1
+
+
+def test_connection_refused_is_retried(mocked_graph):
+    delivery = private_reply()
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] refused")
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ConnectionError(refused))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.next_attempt_at > timezone.now()
+    assert delivery.attempt_log.get().outcome == "failed"
+
+
+# --- unknown outcome: never retried ---------------------------------------------------------------
+def test_read_timeout_is_unknown_and_not_retried(mocked_graph):
+    delivery = private_reply()
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert delivery.next_attempt_at is None
+    assert "not retried" in delivery.detail
+    assert delivery.attempt_log.get().outcome == "unknown"
+
+
+def test_an_unknown_delivery_is_not_sent_again(mocked_graph):
+    delivery = private_reply()
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
+    send(delivery)
+
+    assert services.delivery_send(delivery_id=delivery.pk) is None
+    assert len(mocked_graph.calls) == 1
+
+
+# --- throttling: the account pauses, the delivery waits for it ------------------------------------
+@pytest.mark.parametrize("code", [613, 80002])
+def test_throttle_pauses_the_account_and_requeues_at_the_stated_time(mocked_graph, code):
+    delivery = private_reply()
+    account = delivery.account
+    answer(
+        mocked_graph,
+        account,
+        status=400,
+        body=meta_error(code, message="(#613) Calls to this api have exceeded the rate limit."),
+        headers=buc_usage(account, percent=100, regain_minutes=5),
+    )
+    before = timezone.now()
+
+    delivery = send(delivery)
+
+    account.refresh_from_db()
+    five_minutes = timedelta(minutes=5)
+    assert within(account.paused_until, before + five_minutes, timezone.now() + five_minutes)
+    assert account.usage_percent == 100
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert abs(delivery.next_attempt_at - account.paused_until) < timedelta(seconds=2)
+    assert delivery.meta_code == code
+
+
+def test_throttle_without_a_stated_wait_pauses_for_the_default(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account, status=400, body=meta_error(4))
+    before = timezone.now()
+
+    delivery = send(delivery)
+
+    account = InstagramAccount.objects.get(pk=delivery.account_id)
+    pause = timedelta(seconds=services.DEFAULT_THROTTLE_PAUSE_SECONDS)
+    assert within(account.paused_until, before + pause, timezone.now() + pause)
+    assert "rate-limited" in account.pause_reason
+
+
+def test_throttle_on_the_last_attempt_fails_rate_limited(mocked_graph):
+    delivery = private_reply(attempts=services.MAX_ATTEMPTS - 1)
+    answer(mocked_graph, delivery.account, status=400, body=meta_error(613))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.RATE_LIMITED
+
+
+def test_a_delivery_dispatched_before_a_pause_does_not_call_meta_during_it(mocked_graph):
+    account = InstagramAccountFactory(paused_until=timezone.now() + timedelta(minutes=5))
+    delivery = private_reply(account, dispatched_at=timezone.now() - timedelta(seconds=1))
+    answer(mocked_graph, account)
+
+    delivery = send(delivery)
+
+    assert len(mocked_graph.calls) == 0
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.next_attempt_at == account.paused_until
+
+
+def test_usage_headers_never_shorten_a_longer_pause(mocked_graph):
+    delivery = private_reply()
+    account = delivery.account
+    policy_pause_ends = timezone.now() + timedelta(hours=1)
+
+    def meta_answers_while_another_worker_pauses_the_account(request):
+        # Another send of the account got code 368 while this request was on its way.
+        InstagramAccount.objects.filter(pk=account.pk).update(paused_until=policy_pause_ends)
+        body = {"recipient_id": "848067418322071", "message_id": "m.1"}
+        return 200, buc_usage(account, percent=60, regain_minutes=1), json.dumps(body)
+
+    mocked_graph.add_callback(
+        "POST", messages_url(account), callback=meta_answers_while_another_worker_pauses_the_account
+    )
+
+    send(delivery)
+
+    account.refresh_from_db()
+    assert account.paused_until >= policy_pause_ends
+
+
+# --- token and permission errors: the account needs reconnecting, its sends are held --------------
+def test_token_error_marks_the_account_and_holds_the_delivery(mocked_graph):
+    account = InstagramAccountFactory(username="acme.studio")
+    delivery = private_reply(account)
+    answer(
+        mocked_graph,
+        account,
+        status=400,
+        body=meta_error(190, 463, "Error validating access token: Session has expired."),
+    )
+
+    delivery = send(delivery)
+
+    account.refresh_from_db()
+    assert account.status == AccountStatus.NEEDS_RECONNECT
+    assert account.reconnect_reason == DeliveryReason.TOKEN_INVALID
+    assert account.status_reason.startswith("Reconnect @acme.studio:")
+    assert "Session has expired" in account.status_reason
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.held_since is not None
+    assert delivery.next_attempt_at is None
+    assert delivery.meta_code == 190
+    assert len(mocked_graph.calls) == 1
+
+
+def test_permission_error_without_subcode_holds_as_permission_missing(mocked_graph):
+    delivery = private_reply()
+    answer(
+        mocked_graph,
+        delivery.account,
+        status=403,
+        body=meta_error(10, message="(#10) Application does not have permission for this action"),
+    )
+
+    delivery = send(delivery)
+
+    account = InstagramAccount.objects.get(pk=delivery.account_id)
+    assert account.status == AccountStatus.NEEDS_RECONNECT
+    assert account.reconnect_reason == DeliveryReason.PERMISSION_MISSING
+    assert "permission is missing" in account.status_reason
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.held_since is not None
+
+
+def test_the_next_delivery_of_that_account_is_held_without_calling_meta(mocked_graph):
+    account = InstagramAccountFactory(username="acme.studio")
+    first, second = private_reply(account), private_reply(account)
+    answer(mocked_graph, account, status=400, body=meta_error(190, message="Token expired."))
+    send(first)
+
+    second = send(second)
+
+    assert second.status == DeliveryStatus.QUEUED
+    assert second.held_since is not None
+    assert "Held until @acme.studio is reconnected" in second.detail
+    assert len(mocked_graph.calls) == 1
+
+
+def _hold_two(mocked_graph):
+    account = InstagramAccountFactory(username="acme.studio")
+    first, second = private_reply(account), private_reply(account)
+    answer(mocked_graph, account, status=400, body=meta_error(190, message="Token expired."))
+    send(first)
+    send(second)
+    return account, first, second
+
+
+def test_account_connect_releases_held_deliveries(mocked_graph, django_capture_on_commit_callbacks):
+    account, first, second = _hold_two(mocked_graph)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        account_connect(
+            workspace_name=account.workspace.name,
+            ig_user_id=account.ig_user_id,
+            username=account.username,
+            access_token="fresh-token",
+            page_id=account.page_id,
+        )
+
+    for delivery in (first, second):
+        delivery.refresh_from_db()
+        assert delivery.status == DeliveryStatus.QUEUED
+        assert delivery.held_since is None
+
+
+def test_connect_account_command_releases_held_deliveries(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    account, first, _ = _hold_two(mocked_graph)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "connect_account",
+            "--workspace", account.workspace.name,
+            "--ig-user-id", account.ig_user_id,
+            "--username", account.username,
+            "--access-token", "fresh-token",
+            "--page-id", account.page_id,
+        )  # fmt: skip
+
+    first.refresh_from_db()
+    assert first.held_since is None
+
+
+def test_a_released_delivery_is_sent_with_the_new_token(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    account, first, _ = _hold_two(mocked_graph)
+    with django_capture_on_commit_callbacks(execute=True):
+        account_connect(
+            workspace_name=account.workspace.name,
+            ig_user_id=account.ig_user_id,
+            username=account.username,
+            access_token="fresh-token",
+            page_id=account.page_id,
+        )
+    answer(mocked_graph, account)
+
+    first = send(first)
+
+    assert first.status == DeliveryStatus.SENT
+    assert mocked_graph.calls[-1].request.headers["Authorization"] == "Bearer fresh-token"
+
+
+# --- refusals that end the delivery ---------------------------------------------------------------
+def test_conversation_closed_fails_and_marks_the_contact(mocked_graph):
+    contact = ContactFactory(last_interaction_at=timezone.now() - timedelta(hours=1))
+    delivery = message(contact)
+    answer(
+        mocked_graph,
+        contact.account,
+        status=400,
+        body=meta_error(551, message="This person isn't available right now."),
+    )
+
+    delivery = send(delivery)
+
+    contact.refresh_from_db()
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.CONVERSATION_CLOSED
+    assert contact.conversation_closed_at is not None
+    assert "isn't available" in contact.conversation_closed_reason
+
+
+def _closed_contact(mocked_graph):
+    contact = ContactFactory(last_interaction_at=timezone.now() - timedelta(hours=1))
+    answer(mocked_graph, contact.account, status=400, body=meta_error(551))
+    send(message(contact))
+    return contact
+
+
+def test_the_next_message_to_a_closed_conversation_is_skipped_without_calling_meta(mocked_graph):
+    contact = _closed_contact(mocked_graph)
+
+    delivery = send(message(contact))
+
+    assert delivery.status == DeliveryStatus.SKIPPED
+    assert delivery.reason == DeliveryReason.CONVERSATION_CLOSED
+    assert len(mocked_graph.calls) == 1
+
+
+def test_a_closed_conversation_opens_again_when_the_person_writes(mocked_graph):
+    contact = _closed_contact(mocked_graph)
+    contact_record_message(
+        account=contact.account, igsid=contact.igsid, interacted_at=timezone.now()
+    )
+    answer(mocked_graph, contact.account)
+
+    delivery = send(message(contact))
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(mocked_graph.calls) == 2
+
+
+def test_policy_block_fails_content_rejected_and_pauses_the_account(mocked_graph):
+    delivery = private_reply()
+    answer(
+        mocked_graph,
+        delivery.account,
+        status=400,
+        body=meta_error(368, message="The action attempted has been deemed abusive."),
+    )
+    before = timezone.now()
+
+    delivery = send(delivery)
+
+    account = InstagramAccount.objects.get(pk=delivery.account_id)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.CONTENT_REJECTED
+    pause = services.POLICY_PAUSE
+    assert within(account.paused_until, before + pause, timezone.now() + pause)
+    assert "policy" in account.pause_reason
+
+
+def test_private_reply_already_used_fails_already_replied(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account, status=400, body=meta_error(10, 2534025))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.reason == DeliveryReason.ALREADY_REPLIED
+    assert delivery.meta_subcode == 2534025
+    assert delivery.meta_trace_id == "AtRace1"
+    assert len(mocked_graph.calls) == 1
+
+
+# --- claiming: one worker sends ------------------------------------------------------------------
+def test_a_delivery_sent_twice_calls_meta_once(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account)
+    Delivery.objects.filter(pk=delivery.pk).update(dispatched_at=timezone.now())
+
+    services.delivery_send(delivery_id=delivery.pk)
+    second = services.delivery_send(delivery_id=delivery.pk)
+
+    assert second is None
+    assert len(mocked_graph.calls) == 1
+    assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 1
+
+
+def test_a_delivery_another_worker_is_sending_is_left_alone(mocked_graph):
+    delivery = private_reply(status=DeliveryStatus.SENDING)
+    answer(mocked_graph, delivery.account)
+
+    assert services.delivery_send(delivery_id=delivery.pk) is None
+    assert len(mocked_graph.calls) == 0
+
+
+def test_a_duplicate_send_task_does_not_send_a_delivery_waiting_to_retry(mocked_graph):
+    delivery = private_reply()
+    answer(mocked_graph, delivery.account, status=500, body=meta_error(2, is_transient=True))
+    answer(mocked_graph, delivery.account)
+
+    services.delivery_send(delivery_id=delivery.pk)
+    delivery = send(delivery)  # the duplicate task of the same dispatch
+
+    assert len(mocked_graph.calls) == 1
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.next_attempt_at > timezone.now()
+
+
+# --- recovering a send whose worker died ----------------------------------------------------------
+def test_recovering_a_send_with_a_request_in_flight_marks_it_unknown():
+    delivery = private_reply(status=DeliveryStatus.SENDING, attempts=1)
+    attempt = DeliveryAttempt.objects.create(delivery=delivery, number=1, outcome="in_flight")
+
+    assert services.delivery_recover(delivery_id=delivery.pk) == DeliveryStatus.UNKNOWN
+
+    delivery.refresh_from_db()
+    attempt.refresh_from_db()
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert delivery.finished_at is not None
+    assert attempt.outcome == "lost"
+
+
+def test_recovering_a_send_that_never_called_meta_queues_it_again():
+    delivery = private_reply(
+        status=DeliveryStatus.SENDING, attempts=1, dispatched_at=timezone.now()
+    )
+
+    assert services.delivery_recover(delivery_id=delivery.pk) == DeliveryStatus.QUEUED
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.dispatched_at is None
+
+
+def test_recovering_a_finished_delivery_changes_nothing():
+    delivery = private_reply(status=DeliveryStatus.SENT)
+
+    assert services.delivery_recover(delivery_id=delivery.pk) is None
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT

@@ -3,9 +3,21 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("instadm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_database_connections(**kwargs) -> None:
+    # Like Django does around each request: drop a connection only when it is broken or
+    # older than CONN_MAX_AGE. Celery's own fixup would close it around every task, so each
+    # task paid for a new PostgreSQL connection (CELERY_DB_REUSE_MAX turns that off).
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -210,6 +210,9 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Keep database connections across tasks (closed only when broken or past CONN_MAX_AGE, by
+# the task signal handlers in config/celery.py), instead of reconnecting for every task.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_DEFAULT_QUEUE = "events"
 # Intake processing and sending have separate queues so a send backlog never delays parsing.
 CELERY_TASK_QUEUES = (Queue("events"), Queue("sends"))

@@ -14,10 +14,13 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 @task_postrun.connect
-def _recycle_database_connections(**kwargs) -> None:
+def _recycle_database_connections(task=None, **kwargs) -> None:
     # Like Django does around each request: drop a connection only when it is broken or
     # older than CONN_MAX_AGE. Celery's own fixup would close it around every task, so each
     # task paid for a new PostgreSQL connection (CELERY_DB_REUSE_MAX turns that off).
+    # An eager task runs inside its caller's transaction: leave that connection alone.
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()

@@ -240,6 +240,8 @@ PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=1
 STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=60.0)
 # Sends of an account that needs reconnecting wait this long (and never past their window).
 HOLD_LIMIT_SECONDS = env.float("HOLD_LIMIT_SECONDS", default=6 * 3600.0)
+# A rate-limited account pauses this long when Meta states no time to regain access.
+RATE_LIMIT_PAUSE_SECONDS = env.float("RATE_LIMIT_PAUSE_SECONDS", default=60.0)
 # Sends of one account handed to the send queue at a time; the rest wait in the database.
 PACER_MAX_IN_FLIGHT = env.int("PACER_MAX_IN_FLIGHT", default=8)
 

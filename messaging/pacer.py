@@ -7,6 +7,7 @@ a time to the shared send queue, and only when the account's budgets have room. 
 queue therefore never holds more than a few sends per account, whatever the backlog.
 """
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -62,13 +63,16 @@ def pacer_request(account_id: int, *, delay: float = 0.0) -> None:
     from messaging.tasks import pace_account
 
     delay = max(0.0, min(delay, MAX_COUNTDOWN_SECONDS))
-    if not shared_state().flag_set(f"pacer:{account_id}", ttl=delay + 30):
-        return
+    flag = f"pacer:{account_id}"
     try:
+        if not shared_state().flag_set(flag, ttl=delay + 30):
+            return
         pace_account.apply_async((account_id,), countdown=delay or None)
     except Exception:
-        shared_state().flag_clear(f"pacer:{account_id}")
+        # Redis or the broker is down: beat's sweeper wakes every account with due work.
         logger.exception("Could not queue the pacer for account %s; beat will run it", account_id)
+        with contextlib.suppress(Exception):
+            shared_state().flag_clear(flag)
 
 
 def account_pace(*, account_id: int, now: datetime | None = None) -> dict:

@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
-# Without a stated wait, a rate-limited account pauses this long.
-DEFAULT_THROTTLE_PAUSE_SECONDS = 60.0
 # Code 368 (policy block): stop sending from the account for this long.
 POLICY_PAUSE = timedelta(hours=1)
 IN_FLIGHT = "in_flight"
@@ -281,7 +279,7 @@ def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
             result=result,
         )
     if result.throttled:
-        pause = result.retry_after_seconds or DEFAULT_THROTTLE_PAUSE_SECONDS
+        pause = result.retry_after_seconds or settings.RATE_LIMIT_PAUSE_SECONDS
         account_services.account_pause(
             account=account,
             until=timezone.now() + timedelta(seconds=pause),

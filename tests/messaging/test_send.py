@@ -288,7 +288,7 @@ def test_throttle_pauses_the_account_and_requeues_at_the_stated_time(mocked_grap
     assert delivery.meta_code == code
 
 
-def test_throttle_without_a_stated_wait_pauses_for_the_default(mocked_graph):
+def test_throttle_without_a_stated_wait_pauses_for_the_default(mocked_graph, settings):
     delivery = private_reply()
     answer(mocked_graph, delivery.account, status=400, body=meta_error(4))
     before = timezone.now()
@@ -296,7 +296,7 @@ def test_throttle_without_a_stated_wait_pauses_for_the_default(mocked_graph):
     delivery = send(delivery)
 
     account = InstagramAccount.objects.get(pk=delivery.account_id)
-    pause = timedelta(seconds=services.DEFAULT_THROTTLE_PAUSE_SECONDS)
+    pause = timedelta(seconds=settings.RATE_LIMIT_PAUSE_SECONDS)
     assert within(account.paused_until, before + pause, timezone.now() + pause)
     assert "rate-limited" in account.pause_reason
 

@@ -130,21 +130,15 @@ def contact_record_comment(
     *, account: InstagramAccount, igsid: str, username: str, commented_at: datetime
 ) -> Contact:
     """Remember who commented; a comment allows one private reply but opens no window."""
-    contact, created = Contact.objects.get_or_create(
-        account=account,
-        igsid=igsid,
-        defaults={"username": username, "last_comment_at": commented_at},
+    # One statement (INSERT ... ON CONFLICT DO UPDATE): this runs for every comment.
+    (contact,) = Contact.objects.bulk_create(
+        [Contact(account=account, igsid=igsid, username=username, last_comment_at=commented_at)],
+        update_conflicts=True,
+        unique_fields=["account", "igsid"],
+        update_fields=["username", "last_comment_at"] if username else ["last_comment_at"],
     )
-    if not created:
-        changed = []
-        if username and contact.username != username:
-            contact.username = username
-            changed.append("username")
-        if contact.last_comment_at is None or commented_at > contact.last_comment_at:
-            contact.last_comment_at = commented_at
-            changed.append("last_comment_at")
-        if changed:
-            contact.save(update_fields=changed)
+    if contact.pk is None:  # backends that do not return ids on conflict
+        contact = Contact.objects.get(account=account, igsid=igsid)
     return contact
 
 

@@ -100,31 +100,28 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
     dispatched, wait = 0, None
     if free > 0:
-        # The oldest few of each kind, so a kind whose budget is spent (private replies at
-        # their hourly limit) never hides the DMs and public replies queued behind it.
         due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
-        candidates = sorted(
-            (
-                row
-                for kind in DeliveryKind.values
-                for row in due.filter(kind=kind).values_list("created_at", "pk", "kind")[:free]
-            ),
-        )
         blocked: set[str] = set()
-        for _, delivery_id, kind in candidates:
-            if free <= 0:
+        # Oldest first. When a kind's budget is spent (private replies at their hourly
+        # limit), look again without it, so it never hides the DMs and public replies
+        # queued behind it; at most once per kind.
+        for _ in DeliveryKind.values:
+            candidates = list(due.exclude(kind__in=blocked).values_list("pk", "kind")[:free])
+            newly_blocked = False
+            for delivery_id, kind in candidates:
+                if kind in blocked:
+                    continue
+                kind_wait = shared_state().try_acquire(budgets_for(account, kind))
+                if kind_wait > 0:
+                    blocked.add(kind)
+                    newly_blocked = True
+                    wait = kind_wait if wait is None else min(wait, kind_wait)
+                    continue
+                if delivery_dispatch(delivery_id=delivery_id, now=now):
+                    dispatched += 1
+                    free -= 1
+            if free <= 0 or not newly_blocked or len(candidates) == 0:
                 break
-            if kind in blocked:
-                continue
-            kind_wait = shared_state().try_acquire(budgets_for(account, kind))
-            if kind_wait > 0:
-                # This kind's budget is spent; other kinds behind it may still go.
-                blocked.add(kind)
-                wait = kind_wait if wait is None else min(wait, kind_wait)
-                continue
-            if delivery_dispatch(delivery_id=delivery_id, now=now):
-                dispatched += 1
-                free -= 1
     if wait is not None:
         pacer_request(account_id, delay=wait)
     else:

@@ -37,9 +37,7 @@ IN_FLIGHT = "in_flight"
 
 
 def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fields) -> tuple:
-    existing = Delivery.objects.filter(account=account, dedupe_key=dedupe_key).first()
-    if existing:
-        return existing, False
+    # Insert first: a duplicate is the rare case (redelivery), so it pays the extra read.
     try:
         with transaction.atomic():
             return (
@@ -52,7 +50,7 @@ def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fie
                 True,
             )
     except IntegrityError:
-        # Another worker created it between our read and write: theirs stands.
+        # Created before (a redelivered comment, a task run twice): that one stands.
         return Delivery.objects.get(account=account, dedupe_key=dedupe_key), False
 
 
@@ -323,8 +321,16 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
     try:
         return _send_claimed(delivery)
     finally:
-        # A slot of the account's in-flight cap is free again.
-        pacer_request(delivery.account_id)
+        # A slot of the account's in-flight cap is free again: pace the account right here
+        # (no extra task) when it has sends waiting for their turn.
+        waiting = Delivery.objects.filter(
+            account_id=delivery.account_id,
+            status=DeliveryStatus.QUEUED,
+            dispatched_at__isnull=True,
+            held_since__isnull=True,
+        )
+        if waiting.exists():
+            pacer_kick(account_id=delivery.account_id)
 
 
 def _send_claimed(delivery: Delivery) -> Delivery:

@@ -21,7 +21,7 @@ from messaging.models import (
     DeliveryReason,
     DeliveryStatus,
 )
-from messaging.sharedstate import shared_state
+from messaging.sharedstate import RedisState, shared_state
 from tests.conftest import GRAPH
 from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
 
@@ -164,15 +164,35 @@ def test_usage_headers_update_the_accounts_usage(mocked_graph):
     assert account.paused_until is None
 
 
-def test_a_send_asks_for_the_next_pacer_run(mocked_graph, pacer_runs):
+def test_a_finished_send_paces_the_next_waiting_one_of_its_account(
+    mocked_graph, pacer_runs, monkeypatch
+):
     delivery = private_reply()
-    # No pacer run waits yet (Redis outlives the test database, whose ids start over).
+    waiting = private_reply(account=delivery.account)
+    dispatched = []
+    monkeypatch.setattr(messaging.tasks.send_delivery, "delay", dispatched.append)
+    # A fresh budget (Redis outlives the test database, whose ids start over).
+    state = shared_state()
+    if isinstance(state, RedisState):
+        for budget in ("send", "private_reply"):
+            state.client.delete(f"budget:{delivery.account_id}:{budget}")
+    answer(mocked_graph, delivery.account)
+
+    send(delivery)
+
+    waiting.refresh_from_db()
+    assert waiting.dispatched_at is not None
+    assert dispatched == [waiting.pk]
+
+
+def test_a_finished_send_with_nothing_waiting_queues_no_pacer_run(mocked_graph, pacer_runs):
+    delivery = private_reply()
     shared_state().flag_clear(f"pacer:{delivery.account_id}")
     answer(mocked_graph, delivery.account)
 
     send(delivery)
 
-    assert pacer_runs.calls == [(delivery.account_id,)]
+    assert pacer_runs.calls == []
 
 
 # --- transient errors: retried with backoff, bounded by attempts and the window -------------------

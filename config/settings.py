@@ -215,7 +215,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_DEFAULT_QUEUE = "events"
 # Intake processing and sending have separate queues so a send backlog never delays parsing.
-CELERY_TASK_QUEUES = (Queue("events"), Queue("sends"))
+# A flooded account's events go to events_bulk; workers take from every queue in turn.
+CELERY_TASK_QUEUES = (Queue("events"), Queue("events_bulk"), Queue("sends"))
+# More webhook events than this for one account within 10 s marks it as flooded.
+HOT_ACCOUNT_EVENTS_PER_WINDOW = env.int("HOT_ACCOUNT_EVENTS_PER_WINDOW", default=50)
 CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "events"},
     "messaging.send_delivery": {"queue": "sends"},

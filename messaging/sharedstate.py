@@ -69,6 +69,14 @@ class RedisState:
         now = time.time() if now is None else now
         return self.client.zcount(f"budget:{budget.key}", now - budget.window, "+inf")
 
+    def count_recent(self, key: str, window: int) -> int:
+        """Count one more occurrence in the current `window`-second bucket; return the count."""
+        bucket = f"count:{key}:{int(time.time()) // window}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(bucket)
+        pipe.expire(bucket, window * 2)
+        return int(pipe.execute()[0])
+
     def flag_set(self, key: str, ttl: float) -> bool:
         """Set a flag unless it is already set; True when this call set it."""
         return bool(self.client.set(f"flag:{key}", 1, nx=True, px=max(1, int(ttl * 1000))))
@@ -109,6 +117,11 @@ class DatabaseState:
     def prune(self, older_than: float = 3700.0) -> int:
         deleted, _ = BudgetUse.objects.filter(at__lt=time.time() - older_than).delete()
         return deleted
+
+    def count_recent(self, key: str, window: int) -> int:
+        # Intake calls this on every webhook: without Redis, do not add a database write to
+        # it. Every account then counts as quiet (one intake queue, first come first served).
+        return 0
 
     def flag_set(self, key: str, ttl: float) -> bool:
         now = time.time()

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.selectors import account_for_instagram_id
+from messaging.sharedstate import shared_state
 from meta.payloads import (
     CommentEvent,
     MentionEvent,
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # After this many crashed processing attempts an event is marked failed instead of retried.
 MAX_PROCESSING_ATTEMPTS = 5
+MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
+HOT_ACCOUNT_WINDOW_SECONDS = 10
 
 
 class InvalidWebhookBody(ValueError):
@@ -66,7 +69,9 @@ def webhook_event_receive(*, raw_body: bytes) -> Intake:
                 dedupe_key=dedupe_key,
                 account_ids=sorted(iter_entry_account_ids(body))[:50],
             )
-            transaction.on_commit(partial(webhook_event_schedule, event_id=event.pk))
+            transaction.on_commit(
+                partial(webhook_event_schedule, event_id=event.pk, account_ids=event.account_ids)
+            )
     except IntegrityError:
         # Meta redelivered bytes we already hold: count it, send nothing again.
         WebhookEvent.objects.filter(dedupe_key=dedupe_key).update(
@@ -93,12 +98,30 @@ def webhook_event_reject(*, raw_body: bytes, error: str) -> None:
     )
 
 
-def webhook_event_schedule(*, event_id: int) -> None:
+def intake_queue_for(account_ids: list[str]) -> str:
+    """`events`, or `events_bulk` for an account receiving a flood (a viral post).
+
+    Workers take from both queues in turn, so a quiet account's comment waits behind at most
+    a few of a viral account's, not behind thousands of them.
+    """
+    try:
+        state = shared_state()
+        for account_id in account_ids:
+            count = state.count_recent(f"intake:{account_id}", HOT_ACCOUNT_WINDOW_SECONDS)
+            if count > settings.HOT_ACCOUNT_EVENTS_PER_WINDOW:
+                return BULK_QUEUE
+    except Exception:
+        logger.warning("Shared state unavailable; routing event to the main intake queue")
+    return MAIN_QUEUE
+
+
+def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = None) -> None:
     """Queue processing; if the broker is down the event stays pending and beat re-queues it."""
     from webhooks.tasks import process_event
 
     try:
-        process_event.delay(event_id)
+        queue = intake_queue_for(account_ids or [])
+        process_event.apply_async((event_id,), queue=queue)
     except Exception:
         logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
 
@@ -210,7 +233,7 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
         .values_list("pk", flat=True)[:1000]
     )
     for event_id in event_ids:
-        webhook_event_schedule(event_id=event_id)
+        webhook_event_schedule(event_id=event_id, account_ids=[])
     return len(event_ids)
 
 

@@ -349,18 +349,33 @@ def test_crash_during_processing_leaves_event_pending_then_failed(
 
 def test_sweeper_requeues_pending_events(django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("webhooks.tasks.process_event.delay", queued.append)
+    monkeypatch.setattr(
+        "webhooks.tasks.process_event.apply_async", lambda args, **kw: queued.append(args[0])
+    )
     event = _store(comment_body(account_id="1", text="x"))  # on_commit not run: still pending
     assert services.webhook_events_requeue_pending(older_than_seconds=60) == 0
     assert services.webhook_events_requeue_pending(older_than_seconds=0) == 1
     assert queued == [event.pk]
 
 
+def test_a_flooded_account_goes_to_the_bulk_queue_and_others_do_not(settings, monkeypatch):
+    from messaging.sharedstate import RedisState, shared_state
+
+    if not isinstance(shared_state(), RedisState):
+        pytest.skip("flood detection needs Redis (REDIS_URL)")
+    settings.HOT_ACCOUNT_EVENTS_PER_WINDOW = 3
+    for key in shared_state().client.scan_iter("count:intake:*"):
+        shared_state().client.delete(key)
+    routes = [services.intake_queue_for(["viral"]) for _ in range(5)]
+    assert routes == ["events", "events", "events", "events_bulk", "events_bulk"]
+    assert services.intake_queue_for(["quiet"]) == "events"
+
+
 def test_broker_down_keeps_the_event(monkeypatch, django_capture_on_commit_callbacks):
-    def broker_down(*args):
+    def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr("webhooks.tasks.process_event.delay", broker_down)
+    monkeypatch.setattr("webhooks.tasks.process_event.apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         event = _store(comment_body(account_id="1", text="x"))
     event.refresh_from_db()

@@ -146,9 +146,13 @@ def _finish(
     }
     if status == DeliveryStatus.SENT:
         fields["sent_at"] = now
+    return _update_claimed(delivery, fields, result)
+
+
+def _update_claimed(delivery: Delivery, fields: dict, result: GraphResult | None) -> Delivery:
     if result is not None:
         fields.update(_meta_fields(result))
-    # Only the worker that claimed it (status sending) may finish it.
+    # Only the worker that claimed it (status sending) may move it on.
     Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
     for name, value in fields.items():
         setattr(delivery, name, value)
@@ -182,12 +186,7 @@ def _requeue(
     }
     if held:
         fields["held_since"] = delivery.held_since or timezone.now()
-    if result is not None:
-        fields.update(_meta_fields(result))
-    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
-    for name, value in fields.items():
-        setattr(delivery, name, value)
-    return delivery
+    return _update_claimed(delivery, fields, result)
 
 
 def delivery_claim(*, delivery_id: int) -> Delivery | None:

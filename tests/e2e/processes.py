@@ -85,22 +85,21 @@ class Process:
         self._log.close()
 
 
-def start_worker(env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Process:
-    worker = Process(
+def worker_command(concurrency: int = 2) -> list[str]:
+    return [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "config",
         "worker",
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--loglevel=info",
-            f"--concurrency={concurrency}",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env,
-        log_dir,
-    )
+        "--loglevel=info",
+        f"--concurrency={concurrency}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def start_worker(env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Process:
+    worker = Process("worker", worker_command(concurrency), env, log_dir)
     worker.wait_for_output("ready.", timeout=60)
     return worker

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 
 from meta.samples import comment_body, signed
 from meta.standin import StandInControl
-from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port
+from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port, worker_command
 
 FINAL = ("sent", "failed", "skipped", "unknown")
 APP_SECRET = "faults-app-secret"
@@ -255,17 +255,7 @@ class Stack:
         log_dir.mkdir()
         worker = Process(
             "worker",
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=info",
-                f"--concurrency={concurrency}",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            worker_command(concurrency),
             self.env,
             log_dir,
         )

@@ -12,25 +12,9 @@ from messaging.models import Delivery, DeliveryKind, DeliveryStatus
 from messaging.pacer import account_pace, budgets_for, pacer_request, usage_factor
 from messaging.sharedstate import Budget, RedisState, shared_state
 from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
+from tests.messaging.doubles import TaskRecorder
 
 pytestmark = pytest.mark.django_db
-
-
-class TaskRecorder:
-    """Stands in for a Celery task: records what would be queued instead of running it."""
-
-    def __init__(self):
-        self.calls: list[tuple[tuple, float | None]] = []
-
-    def delay(self, *args):
-        self.calls.append((args, None))
-
-    def apply_async(self, args=(), countdown=None, **options):
-        self.calls.append((tuple(args), countdown))
-
-    @property
-    def ids(self) -> list:
-        return [args[0] for args, _ in self.calls]
 
 
 @pytest.fixture(autouse=True)
@@ -190,7 +174,7 @@ def test_dispatches_no_more_than_the_budget_and_runs_again_when_it_frees(setting
 
     assert result["dispatched"] == 3
     assert 0 < result["wait"] <= 1.0
-    [(args, countdown)] = queued.pace.calls
+    [(args, countdown)] = queued.pace.calls_with_countdown
     assert args == (account.pk,)
     assert countdown == pytest.approx(result["wait"])
 
@@ -204,7 +188,7 @@ def test_never_dispatches_for_a_paused_account_and_runs_again_when_the_pause_end
 
     assert result["dispatched"] == 0
     assert dispatched(account) == 0
-    assert queued.pace.calls == [((account.pk,), 20.0)]
+    assert queued.pace.calls_with_countdown == [((account.pk,), 20.0)]
 
 
 def test_a_long_pause_leaves_the_wake_up_to_a_bounded_countdown(queued):
@@ -214,7 +198,7 @@ def test_a_long_pause_leaves_the_wake_up_to_a_bounded_countdown(queued):
 
     account_pace(account_id=account.pk, now=now)
 
-    assert queued.pace.calls == [((account.pk,), 30.0)]
+    assert queued.pace.calls_with_countdown == [((account.pk,), 30.0)]
 
 
 def test_a_pause_that_ended_no_longer_holds_the_account():
@@ -291,7 +275,7 @@ def test_runs_again_when_a_retry_falls_due_soon(queued):
     account_pace(account_id=account.pk, now=now)
 
     assert queued.send.calls == []
-    assert queued.pace.calls == [((account.pk,), 12.0)]
+    assert queued.pace.calls_with_countdown == [((account.pk,), 12.0)]
 
 
 # --- fairness between accounts --------------------------------------------------------------------
@@ -337,7 +321,7 @@ def test_at_most_one_pacer_run_waits_per_account(queued):
     pacer_request(account.pk, delay=5)
     pacer_request(account.pk, delay=1)
 
-    assert queued.pace.calls == [((account.pk,), 5)]
+    assert queued.pace.calls_with_countdown == [((account.pk,), 5)]
 
 
 def test_a_pacer_run_lets_the_next_request_through(queued):

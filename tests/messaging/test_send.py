@@ -24,23 +24,11 @@ from messaging.models import (
 from messaging.sharedstate import RedisState, shared_state
 from tests.conftest import GRAPH
 from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
+from tests.messaging.doubles import TaskRecorder
 
 pytestmark = pytest.mark.django_db
 
 _numbers = itertools.count()
-
-
-class TaskRecorder:
-    """Stands in for the pacer task: a send asks for a pacer run; the test only sends."""
-
-    def __init__(self):
-        self.calls = []
-
-    def delay(self, *args):
-        self.calls.append(args)
-
-    def apply_async(self, args=(), countdown=None, **options):
-        self.calls.append(tuple(args))
 
 
 @pytest.fixture(autouse=True)

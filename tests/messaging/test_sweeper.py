@@ -17,23 +17,9 @@ from messaging.models import (
 from messaging.selectors import accounts_with_due_work
 from messaging.services import deliveries_sweep
 from tests.factories import DeliveryFactory, InstagramAccountFactory
+from tests.messaging.doubles import TaskRecorder
 
 pytestmark = pytest.mark.django_db
-
-
-class TaskRecorder:
-    def __init__(self):
-        self.calls = []
-
-    def delay(self, *args):
-        self.calls.append(args)
-
-    def apply_async(self, args=(), countdown=None, **options):
-        self.calls.append(tuple(args))
-
-    @property
-    def ids(self) -> list:
-        return [args[0] for args in self.calls]
 
 
 @pytest.fixture(autouse=True)

@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -45,7 +47,8 @@ class Command(BaseCommand):
         )
         if response.status_code != 200:
             raise CommandError(f"The app answered {response.status_code}.")
+        parts = urlsplit(options["url"])
         self.stdout.write(
-            "Deliveries: http://127.0.0.1:8000/admin/messaging/delivery/  "
-            "Stand-in log: http://127.0.0.1:8001/_standin/"
+            f"Deliveries: {parts.scheme}://{parts.netloc}/admin/messaging/delivery/  "
+            "(the demo's stand-in log: http://127.0.0.1:8001/_standin/)"
         )

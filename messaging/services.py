@@ -21,9 +21,10 @@ from messaging.models import (
     DeliveryReason,
     DeliveryStatus,
 )
-from messaging.pacer import account_pace, pacer_request
+from messaging.pacer import account_pace, budgets_for, pacer_request
 from messaging.projection import deliveries_expire_unreachable
 from messaging.selectors import accounts_with_due_work
+from messaging.sharedstate import shared_state
 from meta.client import GraphResult, Outcome
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ RETRY_MAX_SECONDS = 300.0
 # Code 368 (policy block): stop sending from the account for this long.
 POLICY_PAUSE = timedelta(hours=1)
 IN_FLIGHT = "in_flight"
+# Code 613 is Meta's per-second (Send API) limit: a short pause is enough.
+PER_SECOND_THROTTLE_CODE = 613
+PER_SECOND_THROTTLE_PAUSE_SECONDS = 2.0
 
 
 def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fields) -> tuple:
@@ -276,7 +280,11 @@ def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
             result=result,
         )
     if result.throttled:
-        pause = result.retry_after_seconds or settings.RATE_LIMIT_PAUSE_SECONDS
+        pause = result.retry_after_seconds or (
+            PER_SECOND_THROTTLE_PAUSE_SECONDS
+            if result.code == PER_SECOND_THROTTLE_CODE
+            else settings.RATE_LIMIT_PAUSE_SECONDS
+        )
         account_services.account_pause(
             account=account,
             until=timezone.now() + timedelta(seconds=pause),
@@ -345,6 +353,17 @@ def _send_claimed(delivery: Delivery) -> Delivery:
             delivery,
             at=account.paused_until,
             detail=f"Waiting: @{account.username} is paused ({account.pause_reason}).",
+        )
+
+    wait = shared_state().try_acquire(budgets_for(account, delivery.kind))
+    if wait > 0:
+        # The budget is taken here, not when the pacer dispatched: how long a send then sat
+        # in the queue varies, and calls must not reach Meta bunched up past its limit.
+        pacer_request(account.pk, delay=wait)
+        return _requeue(
+            delivery,
+            at=started_at + timedelta(seconds=wait),
+            detail=delivery.detail or "Waiting for the account's sending budget.",
         )
 
     # Attempts count calls to Meta. The row is written before the call: if the worker dies
@@ -438,7 +457,7 @@ def _expire_held(now: datetime) -> int:
 
 def deliveries_sweep(*, now: datetime | None = None) -> dict:
     """Beat's sweeper: recover lost work, expire what can no longer go, wake the pacers."""
-    from messaging.sharedstate import DatabaseState, shared_state
+    from messaging.sharedstate import DatabaseState
     from messaging.tasks import pace_account
 
     now = now or timezone.now()

@@ -30,20 +30,26 @@ class RedisState:
     _ACQUIRE = """
     local now = tonumber(ARGV[1])
     local member = ARGV[2]
+    local record = ARGV[3] == '1'
+    local reserved = tonumber(ARGV[4])
     local wait = 0
     for i, key in ipairs(KEYS) do
-        local limit = tonumber(ARGV[1 + i * 2])
-        local window = tonumber(ARGV[2 + i * 2])
+        local limit = tonumber(ARGV[3 + i * 2])
+        local window = tonumber(ARGV[4 + i * 2])
         redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-        if redis.call('ZCARD', key) >= limit then
+        local used = redis.call('ZCARD', key)
+        if used >= limit then
             local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
             local free_at = tonumber(oldest[2]) + window - now
             if free_at > wait then wait = free_at end
+        elseif used + reserved >= limit then
+            -- Room now, but promised to sends already on their way: about one use's spacing.
+            if window / limit > wait then wait = window / limit end
         end
     end
-    if wait > 0 then return tostring(wait) end
+    if wait > 0 or not record then return tostring(wait) end
     for i, key in ipairs(KEYS) do
-        local window = tonumber(ARGV[2 + i * 2])
+        local window = tonumber(ARGV[4 + i * 2])
         redis.call('ZADD', key, now, member)
         redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
     end
@@ -58,8 +64,18 @@ class RedisState:
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
         """0 when a use of every budget was recorded; else seconds until one frees up."""
+        return self._run(budgets, now, record=True)
+
+    def room(self, budgets: list[Budget], now: float | None = None, reserved: int = 0) -> float:
+        """Like try_acquire, but records nothing: 0 when every budget has room now for one
+        more use beyond `reserved` (uses promised to sends already on their way)."""
+        return self._run(budgets, now, record=False, reserved=reserved)
+
+    def _run(
+        self, budgets: list[Budget], now: float | None, *, record: bool, reserved: int = 0
+    ) -> float:
         now = time.time() if now is None else now
-        args: list = [now, uuid.uuid4().hex]
+        args: list = [now, uuid.uuid4().hex, "1" if record else "0", reserved]
         for budget in budgets:
             args += [budget.limit, budget.window]
         result = self._acquire(keys=[f"budget:{b.key}" for b in budgets], args=args)
@@ -95,16 +111,24 @@ class DatabaseState:
                 for key in sorted(keys):
                     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
 
+    def room(self, budgets: list[Budget], now: float | None = None, reserved: int = 0) -> float:
+        now = time.time() if now is None else now
+        wait = 0.0
+        for budget in budgets:
+            recent = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
+            used = recent.count()
+            if used >= budget.limit:
+                oldest = recent.order_by("at").values_list("at", flat=True).first()
+                wait = max(wait, oldest + budget.window - now)
+            elif used + reserved >= budget.limit:
+                wait = max(wait, budget.window / budget.limit)
+        return wait
+
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
         now = time.time() if now is None else now
         with transaction.atomic():
             self._lock([b.key for b in budgets])
-            wait = 0.0
-            for budget in budgets:
-                recent = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
-                if recent.count() >= budget.limit:
-                    oldest = recent.order_by("at").values_list("at", flat=True).first()
-                    wait = max(wait, oldest + budget.window - now)
+            wait = self.room(budgets, now)
             if wait > 0:
                 return wait
             BudgetUse.objects.bulk_create([BudgetUse(key=b.key, at=now) for b in budgets])

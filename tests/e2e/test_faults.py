@@ -252,13 +252,15 @@ def test_standin_timeouts_5xx_and_rate_limits_end_recorded(stack):
     )
     stack.post_all(comments + limited)
 
-    # Rate limited: the account pauses (Meta stated no wait: 60 s) and the send waits.
+    # Rate limited: the account pauses and the sends wait. Meta stated no wait: 613 (the
+    # per-second limit) pauses 2 s, 80002 (the account's quota) 60 s; a pause only grows.
     def paused():
         (row,) = stack.database.rows(
             "SELECT paused_until, pause_reason FROM accounts_instagramaccount WHERE id = %s",
             [throttled.pk],
         )
-        return row if row["paused_until"] and row["paused_until"] > datetime.now(UTC) else None
+        long_pause = datetime.now(UTC) + timedelta(seconds=10)
+        return row if row["paused_until"] and row["paused_until"] > long_pause else None
 
     pause = stack.wait(paused, 30, "the throttled account to be paused")
     remaining = (pause["paused_until"] - datetime.now(UTC)).total_seconds()
@@ -338,7 +340,7 @@ def test_rate_limited_account_starts_no_send_until_its_pause_ends(stack):
         "private_reply",
         node=account.page_id,
         status=400,
-        error={"code": 613, "message": "(#613) Calls to this api have exceeded the rate limit."},
+        error={"code": 80002, "message": "There have been too many calls to this account."},
     )
     # Meta batches: one webhook with four comments, so their eight sends are queued together.
     stack.post_batch(comments)
@@ -349,7 +351,7 @@ def test_rate_limited_account_starts_no_send_until_its_pause_ends(stack):
         )
         return row["paused_until"] if row["paused_until"] else None
 
-    paused_until = stack.wait(paused, 30, "the account to be paused by the 613")
+    paused_until = stack.wait(paused, 30, "the account to be paused by the 80002")
     # Meta stated no wait, so the pause is RATE_LIMIT_PAUSE_SECONDS (60 s by default) from then;
     # a send that had read the account just before the pause was written may still go.
     settled_at = paused_until - timedelta(seconds=60) + timedelta(seconds=0.25)

@@ -331,6 +331,27 @@ def test_a_delivery_dispatched_before_a_pause_does_not_call_meta_during_it(mocke
     assert delivery.next_attempt_at == account.paused_until
 
 
+def test_the_budget_is_taken_right_before_the_call_and_a_spent_one_waits(mocked_graph, settings):
+    settings.SEND_LIMIT_PER_SECOND = 2  # 97% of it: one send a second
+    first = private_reply()
+    second = private_reply(first.account)
+    state = shared_state()
+    if isinstance(state, RedisState):
+        for budget in ("send", "private_reply"):
+            state.client.delete(f"budget:{first.account_id}:{budget}")
+    answer(mocked_graph, first.account)
+
+    first = send(first)
+    second = send(second)
+
+    assert first.status == DeliveryStatus.SENT
+    assert len(mocked_graph.calls) == 1
+    assert second.status == DeliveryStatus.QUEUED
+    assert second.attempts == 0
+    assert second.dispatched_at is None
+    assert timezone.now() < second.next_attempt_at <= timezone.now() + timedelta(seconds=1)
+
+
 def test_usage_headers_never_shorten_a_longer_pause(mocked_graph):
     delivery = private_reply()
     account = delivery.account

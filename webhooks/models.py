@@ -27,6 +27,10 @@ class WebhookEvent(models.Model):
     account_ids = models.JSONField(default=list, blank=True)
     redeliveries = models.PositiveIntegerField(default=0)
     processing_attempts = models.PositiveIntegerField(default=0)
+    # The outbox sweeper's re-queues: spaced out exponentially, because a pending event is
+    # usually waiting in a long queue (a viral burst), not lost.
+    requeued_count = models.PositiveIntegerField(default=0)
+    last_requeued_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -221,20 +221,71 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
         return event
 
 
+def intake_backlog() -> int | None:
+    """Messages waiting in the intake queues, or None when the broker cannot say."""
+    from amqp.exceptions import ChannelError
+
+    from config.celery import app
+
+    def waiting(channel, name: str) -> int:
+        try:
+            return channel.queue_declare(queue=name, passive=True).message_count
+        except ChannelError as exc:
+            if "NOT_FOUND" in str(exc):  # never declared on this broker: nothing waits there
+                return 0
+            raise
+
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            return sum(waiting(channel, name) for name in (MAIN_QUEUE, BULK_QUEUE))
+    except Exception:
+        logger.warning("Could not read the intake queues' length", exc_info=True)
+        return None
+
+
+# The n-th re-queue of an event waits grace * 2**n after the previous one, at most this long.
+MAX_REQUEUE_SPACING_SECONDS = 600.0
+
+
 def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -> int:
-    """The outbox sweeper: re-queue events still pending after a grace period."""
+    """The outbox sweeper: re-queue events still pending after a grace period.
+
+    A pending event is most often just waiting its turn in a long queue, so re-queues are
+    spaced exponentially per event (a lost one is still picked up, a waiting one is not
+    queued again on every sweep), and go to the queue its accounts' traffic chose.
+    """
     grace = older_than_seconds
     if grace is None:
         grace = settings.PENDING_EVENT_GRACE_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=grace)
-    event_ids = list(
-        WebhookEvent.objects.filter(state=EventState.PENDING, received_at__lt=cutoff)
+    now = timezone.now()
+    candidates = (
+        WebhookEvent.objects.filter(
+            state=EventState.PENDING, received_at__lt=now - timedelta(seconds=grace)
+        )
         .order_by("received_at")
-        .values_list("pk", flat=True)[:1000]
+        .values_list("pk", "account_ids", "requeued_count", "received_at", "last_requeued_at")
     )
-    for event_id in event_ids:
-        webhook_event_schedule(event_id=event_id, account_ids=[])
-    return len(event_ids)
+    waiting = intake_backlog()
+    if waiting is not None:
+        overdue = candidates.count()
+        if waiting >= overdue:
+            # As many messages wait in the intake queues as events are pending: they are
+            # queued, not lost (a viral burst), and queueing them again would only add load.
+            return 0
+    requeued = 0
+    for event_id, account_ids, count, received_at, last_requeued_at in candidates[:5000]:
+        spacing = min(grace * 2**count, MAX_REQUEUE_SPACING_SECONDS)
+        if now - (last_requeued_at or received_at) < timedelta(seconds=spacing):
+            continue
+        WebhookEvent.objects.filter(pk=event_id).update(
+            requeued_count=F("requeued_count") + 1, last_requeued_at=now
+        )
+        webhook_event_schedule(event_id=event_id, account_ids=account_ids)
+        requeued += 1
+        if requeued >= 1000:
+            break
+    return requeued
 
 
 def webhook_event_reprocess(*, event_id: int) -> None:

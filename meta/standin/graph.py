@@ -215,7 +215,7 @@ def _violation(state: State, key: str, kind: str) -> None:
 def usage_headers(state: State, key: str, t: float) -> dict[str, str]:
     """X-Business-Use-Case-Usage and X-App-Usage; all zero while no limits are set."""
     limits = state.limits
-    hourly_pct = second_pct = regain_minutes = 0
+    hourly_pct = regain_minutes = 0
     if limits.private_replies_per_hour:
         window = state.per_hour.get(key)
         if window:
@@ -223,11 +223,6 @@ def usage_headers(state: State, key: str, t: float) -> dict[str, str]:
             hourly_pct = min(100, len(window) * 100 // limits.private_replies_per_hour)
             if len(window) >= limits.private_replies_per_hour:
                 regain_minutes = max(1, math.ceil((window[0] + 3600.0 - t) / 60))
-    if limits.send_per_second:
-        window = state.per_second.get(key)
-        if window:
-            _prune(window, t - 1.0)
-            second_pct = min(100, len(window) * 100 // limits.send_per_second)
     buc = {
         key: [
             {
@@ -239,7 +234,9 @@ def usage_headers(state: State, key: str, t: float) -> dict[str, str]:
             }
         ]
     }
-    app = {"call_count": max(hourly_pct, second_pct), "total_cputime": 1, "total_time": 1}
+    # Like Meta's: X-App-Usage is a share of an hourly platform limit, not of the per-second
+    # Send API limit (a sender running at its per-second budget is not near an hourly one).
+    app = {"call_count": hourly_pct, "total_cputime": 1, "total_time": 1}
     return {"X-Business-Use-Case-Usage": json.dumps(buc), "X-App-Usage": json.dumps(app)}
 
 

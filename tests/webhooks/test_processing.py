@@ -1,6 +1,7 @@
 """Processing a stored event: parse, match, create deliveries, send through the Graph client."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -347,15 +348,57 @@ def test_crash_during_processing_leaves_event_pending_then_failed(
     assert event.state == EventState.FAILED
 
 
-def test_sweeper_requeues_pending_events(django_capture_on_commit_callbacks, monkeypatch):
+@pytest.fixture
+def requeued(monkeypatch):
     queued = []
     monkeypatch.setattr(
-        "webhooks.tasks.process_event.apply_async", lambda args, **kw: queued.append(args[0])
+        "webhooks.tasks.process_event.apply_async",
+        lambda args, queue=None, **kw: queued.append((args[0], queue)),
     )
+    monkeypatch.setattr(services, "intake_backlog", lambda: 0)  # the broker lost everything
+    return queued
+
+
+def test_sweeper_requeues_pending_events(requeued):
     event = _store(comment_body(account_id="1", text="x"))  # on_commit not run: still pending
     assert services.webhook_events_requeue_pending(older_than_seconds=60) == 0
     assert services.webhook_events_requeue_pending(older_than_seconds=0) == 1
-    assert queued == [event.pk]
+    assert requeued == [(event.pk, "events")]
+    event.refresh_from_db()
+    assert (event.requeued_count, event.last_requeued_at is not None) == (1, True)
+
+
+def test_sweeper_spaces_requeues_of_the_same_event_exponentially(requeued):
+    event = _store(comment_body(account_id="1", text="x"))
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        received_at=timezone.now() - timedelta(seconds=100)
+    )
+    assert services.webhook_events_requeue_pending(older_than_seconds=10) == 1
+    # Just re-queued: the next try waits 2 x 10 s, then 4 x 10 s.
+    assert services.webhook_events_requeue_pending(older_than_seconds=10) == 0
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        last_requeued_at=timezone.now() - timedelta(seconds=21)
+    )
+    assert services.webhook_events_requeue_pending(older_than_seconds=10) == 1
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        last_requeued_at=timezone.now() - timedelta(seconds=21)
+    )
+    assert services.webhook_events_requeue_pending(older_than_seconds=10) == 0
+    assert len(requeued) == 2
+
+
+def test_sweeper_leaves_events_that_are_waiting_in_the_queue(requeued, monkeypatch):
+    for _ in range(3):
+        _store(comment_body(account_id="1", text="x"))
+    monkeypatch.setattr(services, "intake_backlog", lambda: 3)  # a burst is being worked off
+    assert services.webhook_events_requeue_pending(older_than_seconds=0) == 0
+    monkeypatch.setattr(services, "intake_backlog", lambda: 1)  # two of them were lost
+    assert services.webhook_events_requeue_pending(older_than_seconds=0) == 3
+    assert requeued
+
+
+def test_intake_backlog_counts_messages_waiting_on_the_broker():
+    assert isinstance(services.intake_backlog(), int)
 
 
 def test_a_flooded_account_goes_to_the_bulk_queue_and_others_do_not(settings, monkeypatch):

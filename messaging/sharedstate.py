@@ -86,12 +86,15 @@ class RedisState:
         return self.client.zcount(f"budget:{budget.key}", now - budget.window, "+inf")
 
     def count_recent(self, key: str, window: int) -> int:
-        """Count one more occurrence in the current `window`-second bucket; return the count."""
-        bucket = f"count:{key}:{int(time.time()) // window}"
+        """Count one more occurrence; return the count over the current and previous
+        `window`-second buckets (so a flood is not forgotten each time a bucket starts)."""
+        bucket = int(time.time()) // window
         pipe = self.client.pipeline(transaction=False)
-        pipe.incr(bucket)
-        pipe.expire(bucket, window * 2)
-        return int(pipe.execute()[0])
+        pipe.incr(f"count:{key}:{bucket}")
+        pipe.expire(f"count:{key}:{bucket}", window * 3)
+        pipe.get(f"count:{key}:{bucket - 1}")
+        current, _, previous = pipe.execute()
+        return int(current) + int(previous or 0)
 
     def flag_set(self, key: str, ttl: float) -> bool:
         """Set a flag unless it is already set; True when this call set it."""

@@ -98,7 +98,11 @@ class Delivery(models.Model):
     held_since = models.DateTimeField(
         null=True, blank=True, help_text="Held while its account needs reconnecting."
     )
+    # Set by the claim; it also identifies the claim, so a worker that lost its claim (the
+    # sweeper settled it as abandoned) can never go on to call Meta or overwrite the outcome.
     sending_started_at = models.DateTimeField(null=True, blank=True)
+    # Set, in the same statement that checks the claim, right before each call to Meta.
+    call_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

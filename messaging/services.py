@@ -156,8 +156,12 @@ def _finish(
 def _update_claimed(delivery: Delivery, fields: dict, result: GraphResult | None) -> Delivery:
     if result is not None:
         fields.update(_meta_fields(result))
-    # Only the worker that claimed it (status sending) may move it on.
-    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
+    # Only the worker holding this claim (status sending, its claim time) may move it on.
+    Delivery.objects.filter(
+        pk=delivery.pk,
+        status=DeliveryStatus.SENDING,
+        sending_started_at=delivery.sending_started_at,
+    ).update(**fields)
     for name, value in fields.items():
         setattr(delivery, name, value)
     return delivery
@@ -369,7 +373,16 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     # Attempts count calls to Meta. The row is written before the call: if the worker dies
     # mid-request it says the request may have reached Meta, so recovery marks the delivery
     # unknown instead of resending it.
-    Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
+    # One statement both checks the claim still holds and records that a call starts: the
+    # sweeper's recovery checks the same row, so exactly one of the two goes ahead.
+    still_ours = Delivery.objects.filter(
+        pk=delivery.pk,
+        status=DeliveryStatus.SENDING,
+        sending_started_at=delivery.sending_started_at,
+    ).update(attempts=F("attempts") + 1, call_started_at=started_at)
+    if not still_ours:
+        logger.warning("Delivery %s: claim lost before calling Meta; not sending", delivery.pk)
+        return delivery
     delivery.attempts += 1
     attempt = DeliveryAttempt.objects.create(
         delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
@@ -408,20 +421,38 @@ def delivery_recover(*, delivery_id: int) -> str | None:
     delivery = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING).first()
     if delivery is None:
         return None
-    in_flight = delivery.attempt_log.filter(outcome=IN_FLIGHT).exists()
-    if in_flight:
-        delivery.attempt_log.filter(outcome=IN_FLIGHT).update(outcome="lost")
-        _finish(
-            delivery,
-            status=DeliveryStatus.UNKNOWN,
-            detail=(
-                "The worker stopped while the request was on its way; it may have reached Meta. "
-                "Check the conversation on Instagram before sending again."
-            ),
+    claimed_at = delivery.sending_started_at
+    call_started = delivery.attempt_log.filter(outcome=IN_FLIGHT).exists() or bool(
+        delivery.call_started_at and claimed_at and delivery.call_started_at >= claimed_at
+    )
+    if not call_started:
+        # Queued again only if, in this same statement, no call has started meanwhile.
+        same_claim = Delivery.objects.filter(
+            pk=delivery_id, status=DeliveryStatus.SENDING, sending_started_at=claimed_at
         )
-        return DeliveryStatus.UNKNOWN
-    _requeue(delivery, at=None, detail="The worker stopped before calling Meta; queued again.")
-    return DeliveryStatus.QUEUED
+        if claimed_at is not None:
+            same_claim = same_claim.exclude(call_started_at__gte=claimed_at)
+        requeued = same_claim.update(
+            status=DeliveryStatus.QUEUED,
+            dispatched_at=None,
+            next_attempt_at=None,
+            detail="The worker stopped before calling Meta; queued again.",
+        )
+        if requeued:
+            return DeliveryStatus.QUEUED
+        delivery.refresh_from_db()
+        if delivery.status != DeliveryStatus.SENDING:
+            return None
+    delivery.attempt_log.filter(outcome=IN_FLIGHT).update(outcome="lost")
+    _finish(
+        delivery,
+        status=DeliveryStatus.UNKNOWN,
+        detail=(
+            "The worker stopped while the request was on its way; it may have reached Meta. "
+            "Check the conversation on Instagram before sending again."
+        ),
+    )
+    return DeliveryStatus.UNKNOWN
 
 
 def _expire_held(now: datetime) -> int:

@@ -647,3 +647,25 @@ def test_recovering_a_finished_delivery_changes_nothing():
     assert services.delivery_recover(delivery_id=delivery.pk) is None
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT
+
+
+def test_a_worker_whose_claim_the_sweeper_settled_never_calls_meta(mocked_graph, monkeypatch):
+    delivery = private_reply(dispatched_at=timezone.now())
+    answer(mocked_graph, delivery.account)
+    checklist = services.run_checklist
+
+    def slow_checks_meanwhile_the_sweeper_takes_the_send_back(claimed, now):
+        assert services.delivery_recover(delivery_id=claimed.pk) == DeliveryStatus.QUEUED
+        return checklist(claimed, now)
+
+    monkeypatch.setattr(
+        services, "run_checklist", slow_checks_meanwhile_the_sweeper_takes_the_send_back
+    )
+    monkeypatch.setattr(messaging.tasks, "send_delivery", TaskRecorder())  # no re-dispatch here
+
+    services.delivery_send(delivery_id=delivery.pk)
+
+    assert len(mocked_graph.calls) == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 0)
+    assert not DeliveryAttempt.objects.filter(delivery=delivery).exists()

@@ -388,6 +388,20 @@ def _send_claimed(delivery: Delivery) -> Delivery:
         delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
     )
     result = graph.send(delivery)
+    if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
+        # The attempt and the delivery settle together: a worker killed between the two
+        # writes must not leave a send Meta accepted looking like one that may not have left.
+        with transaction.atomic():
+            _record_attempt(attempt, result)
+            delivery = _settle_sent_or_unknown(delivery, result)
+        _apply_usage(delivery.account, result)
+        return delivery
+    _record_attempt(attempt, result)
+    _apply_usage(delivery.account, result)
+    return _handle_refusal(delivery, result)
+
+
+def _record_attempt(attempt: DeliveryAttempt, result: GraphResult) -> None:
     DeliveryAttempt.objects.filter(pk=attempt.pk).update(
         duration_ms=result.duration_ms,
         outcome=result.outcome,
@@ -400,20 +414,20 @@ def _send_claimed(delivery: Delivery) -> Delivery:
         request_summary=result.request_summary[:300],
         response_excerpt=result.response_excerpt[:2000],
     )
-    _apply_usage(delivery.account, result)
+
+
+def _settle_sent_or_unknown(delivery: Delivery, result: GraphResult) -> Delivery:
     if result.outcome == Outcome.SENT:
         return _finish(delivery, status=DeliveryStatus.SENT, result=result)
-    if result.outcome == Outcome.UNKNOWN:
-        return _finish(
-            delivery,
-            status=DeliveryStatus.UNKNOWN,
-            detail=(
-                "The request may have reached Meta but no answer came back; it is not retried "
-                "blindly. Check the conversation on Instagram before sending again."
-            ),
-            result=result,
-        )
-    return _handle_refusal(delivery, result)
+    return _finish(
+        delivery,
+        status=DeliveryStatus.UNKNOWN,
+        detail=(
+            "The request may have reached Meta but no answer came back; it is not retried "
+            "blindly. Check the conversation on Instagram before sending again."
+        ),
+        result=result,
+    )
 
 
 def delivery_recover(*, delivery_id: int) -> str | None:

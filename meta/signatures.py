@@ -68,12 +68,16 @@ def _b64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def parse_signed_request(signed_request: str, secret: str) -> dict[str, Any]:
+def parse_signed_request(signed_request: str, secret: str | Iterable[str]) -> dict[str, Any]:
     """Verify and decode a ``signed_request`` from a deauthorize or data-deletion callback.
 
+    ``secret`` is the app secret, or several (Meta app secret and Instagram app secret): the
+    request is accepted when it is signed with any of them, as webhook signatures are.
     Raises ``SignedRequestError`` with a sentence saying what is wrong.
     """
-    if not secret:
+    keys = [secret] if isinstance(secret, str) else list(secret)
+    keys = [k for k in keys if k]
+    if not keys:
         raise SignedRequestError(
             "No app secret is configured, so the signed_request cannot be checked."
         )
@@ -100,8 +104,13 @@ def parse_signed_request(signed_request: str, secret: str) -> dict[str, Any]:
             f"only {SIGNED_REQUEST_ALGORITHM} is accepted."
         )
     # The signature covers the payload exactly as sent (its base64url text), not decoded JSON.
-    expected = _hmac_sha256(secret, encoded_payload.encode("ascii"))
-    if not hmac.compare_digest(expected, signature):
+    signed = encoded_payload.encode("ascii")
+    matched = False
+    for key in keys:
+        # Compare every secret (no early exit) so timing does not reveal which one matched.
+        if hmac.compare_digest(_hmac_sha256(key, signed), signature):
+            matched = True
+    if not matched:
         raise SignedRequestError(
             "The signed_request signature does not match the app secret; "
             "check that the configured app secret is the one of the app Meta calls for."

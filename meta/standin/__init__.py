@@ -1,9 +1,11 @@
 """A local stand-in of Meta's Graph API for tests, the local demo and benchmarks.
 
 It answers the endpoints the product calls (comment replies, private replies, Send API, sender
-actions, /me, user profiles, subscribed_apps) the way Meta does, logs every request it received,
-and can be told to fail in Meta's ways through its control API under ``/_standin/``. See
-docs/standin.md.
+actions, /me, user profiles, subscribed_apps, and both OAuth logins with their consent pages,
+token exchanges, /me/accounts and debug_token) the way Meta does, logs every request it received,
+and can be told to fail in Meta's ways through its control API under ``/_standin/``. One port
+plays every Meta host, told apart by a path prefix (``/ig``, ``/instagram``, ``/instagram-api``).
+See docs/standin.md.
 
     from meta.standin import StandIn, StandInControl
 

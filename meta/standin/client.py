@@ -129,6 +129,10 @@ class StandInControl:
     def set_profile(self, igsid: str, **fields: Any) -> dict[str, Any]:
         return self._call("POST", "profiles", json={"igsid": igsid, **fields})
 
+    def register_media(self, media_id: str, **fields: Any) -> dict[str, Any]:
+        """A post with Meta's fields, e.g. ``timestamp="2026-11-25T10:00:00+0000"``."""
+        return self._call("POST", "media", json={"media_id": media_id, **fields})
+
     def register_account(
         self,
         token: str,
@@ -151,6 +155,122 @@ class StandInControl:
 
     def subscriptions(self) -> dict[str, list[str]]:
         return self._call("GET", "subscriptions")["subscriptions"]
+
+    # --- OAuth (docs/standin.md, "OAuth and accounts") ------------------------------------------
+    def oauth_apps(self) -> dict[str, Any]:
+        """The Facebook and Instagram apps the OAuth endpoints accept (secrets masked)."""
+        return self._call("GET", "oauth/apps")
+
+    def set_oauth_app(
+        self,
+        login: str = "facebook",
+        *,
+        app_id: str | None = None,
+        app_secret: str | None = None,
+        name: str | None = None,
+        redirect_uris: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change one login's app (``facebook`` or ``instagram``); omitted fields stay."""
+        fields = {"app_id": app_id, "app_secret": app_secret, "name": name}
+        body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        if redirect_uris is not None:
+            body["redirect_uris"] = redirect_uris
+        return self._call("POST", "oauth/apps", json={login: body})
+
+    def define_person(
+        self,
+        *,
+        id: str | None = None,  # mirrors Meta's field name
+        name: str | None = None,
+        pages: list[dict[str, Any]] | None = None,
+        instagram: dict[str, Any] | None = None,
+        scopes: list[str] | None = None,
+        login: bool = True,
+    ) -> dict[str, Any]:
+        """Define who logs in next (``login=False``: only define them).
+
+        ``pages``: ``[{"id", "name", "tasks": [...], "instagram": {"id", "username",
+        "app_user_id"} | None}]`` (omitted: one page with an Instagram account). ``instagram``:
+        the account used for Instagram Login (omitted: the first page's). ``scopes``: what the
+        person grants when asked (omitted: everything asked); fewer simulates a declined one.
+        Returns the person with every default filled in.
+        """
+        body: dict[str, Any] = {"login": login}
+        optional = {"id": id, "name": name, "pages": pages, "instagram": instagram}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if scopes is not None:
+            body["scopes"] = scopes
+        return self._call("POST", "oauth/people", json=body)
+
+    def people(self) -> dict[str, Any]:
+        """``{"people": [...], "current": <id of who logs in next>}``."""
+        return self._call("GET", "oauth/people")
+
+    def clear_people(self) -> None:
+        self._call("DELETE", "oauth/people")
+
+    def oauth_settings(self) -> dict[str, Any]:
+        return self._call("GET", "oauth/settings")
+
+    def set_oauth_settings(self, **settings: Any) -> dict[str, Any]:
+        """``consent`` (ask|approve|cancel), ``instagram_token_shape`` (flat|data),
+        ``allow_early_refresh``, ``check_token_host``, ``strict_tokens``."""
+        return self._call("POST", "oauth/settings", json=settings)
+
+    def set_auto_approve(self, on: bool = True) -> dict[str, Any]:
+        """Dialogs redirect at once with a code (on) or show the consent page (off)."""
+        return self.set_oauth_settings(consent="approve" if on else "ask")
+
+    def tokens(self, **filters: str) -> list[dict[str, Any]]:
+        """Issued tokens, masked; filter by ``login``, ``kind``, ``person_id``, ``page_id``."""
+        return self._call("GET", "oauth/tokens", params=filters)["tokens"]
+
+    @staticmethod
+    def _token_ref(token: str | int) -> dict[str, Any]:
+        return {"handle": token} if isinstance(token, int) else {"token": token}
+
+    def expire_token(self, token: str | int) -> dict[str, Any]:
+        """Make an issued token (full value or handle) expired now: calls get 190/463."""
+        return self._call("POST", "oauth/tokens/expire", json=self._token_ref(token))
+
+    def update_token(
+        self,
+        token: str | int,
+        *,
+        issued_at: float | None = None,
+        expires_at: float | None = None,
+        data_access_expires_at: float | None = None,
+        age: float | None = None,
+        scopes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change an issued token's times (epoch seconds; ``age`` moves both ends back to make it
+        that many seconds old) or its login's granted scopes (a permission revoked)."""
+        body = self._token_ref(token)
+        optional = {
+            "issued_at": issued_at,
+            "expires_at": expires_at,
+            "data_access_expires_at": data_access_expires_at,
+            "age": age,
+            "scopes": scopes,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._call("POST", "oauth/tokens/update", json=body)
+
+    def revoke_issued_token(self, token: str | int, subcode: int = 460) -> dict[str, Any]:
+        """Revoke one issued token with a 190 subcode (460 password changed, 458 app removed)."""
+        body = {**self._token_ref(token), "subcode": subcode}
+        return self._call("POST", "oauth/tokens/revoke", json=body)
+
+    def deauthorize(self, token: str | int) -> dict[str, Any]:
+        """The person removes the app: every token of that login dies (190/458). Returns
+        ``{"revoked", "login", "user_id", "signed_request"}`` for the deauthorize callback."""
+        return self._call("POST", "oauth/deauthorize", json=self._token_ref(token))
+
+    def signed_request(self, login: str = "facebook", **payload: Any) -> str:
+        """A ``signed_request`` signed with that login's app secret (``algorithm`` and
+        ``issued_at`` added)."""
+        body = {"login": login, **payload}
+        return self._call("POST", "oauth/signed_request", json=body)["signed_request"]
 
     def health(self) -> bool:
         try:

@@ -1,7 +1,9 @@
 """The stand-in's own control API under ``/_standin/`` (no auth: it only ever runs locally).
 
 Tests and people use it to read what the stand-in received, to plan failures (faults), to set
-Meta-like rate limits and to register accounts, profiles, commenters and revoked tokens.
+Meta-like rate limits and to register accounts, profiles, commenters and revoked tokens; under
+``/_standin/oauth/`` to configure the OAuth apps, define who logs in, and age, expire, revoke or
+narrow the tokens the OAuth endpoints issued.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from meta.signatures import make_signed_request
+
+from .logins import FACEBOOK, INSTAGRAM, LOGINS, SUBCODE_SESSION_INVALIDATED, Grant, Token
 from .state import Fault, State, mask_token
 
 JSON = "application/json"
@@ -153,6 +158,17 @@ def _set_profile(state: State, query: dict[str, str], raw: bytes) -> Response:
         return _json({"igsid": igsid, **profile})
 
 
+def _set_media(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """A post the Graph API knows: ``{"media_id", "timestamp", ...}`` (Meta's field names)."""
+    data = _object(raw)
+    media_id = _required(data, "media_id")
+    fields = {k: v for k, v in data.items() if k != "media_id"}
+    with state.lock:
+        media = state.media.setdefault(media_id, {"media_product_type": "FEED"})
+        media.update(fields)
+        return _json({"id": media_id, **media})
+
+
 def _get_accounts(state: State, query: dict[str, str], raw: bytes) -> Response:
     with state.lock:
         accounts = [{"token": mask_token(t), **a} for t, a in state.accounts.items()]
@@ -177,6 +193,9 @@ def _revoke_token(state: State, query: dict[str, str], raw: bytes) -> Response:
     token = _required(_object(raw), "token")
     with state.lock:
         state.revoked.add(token)
+        issued = state.logins.tokens.get(token)
+        if issued is not None:
+            issued.revoked = SUBCODE_SESSION_INVALIDATED  # so debug_token says so too
     return _json({"success": True, "token": mask_token(token)})
 
 
@@ -197,6 +216,220 @@ def _add_comment(state: State, query: dict[str, str], raw: bytes) -> Response:
 def _get_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
     with state.lock:
         return _json({"subscriptions": state.subscriptions})
+
+
+# --- OAuth: apps, people, settings, tokens -------------------------------------------------------
+def _get_apps(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json({login: app.to_dict() for login, app in state.logins.apps.items()})
+
+
+def _set_apps(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    unknown = set(data) - set(LOGINS)
+    if unknown:
+        raise ControlError(
+            f"unknown login(s): {', '.join(sorted(unknown))}; use facebook, instagram"
+        )
+    changes: dict[str, dict[str, Any]] = {}
+    for login, fields in data.items():
+        if not isinstance(fields, dict):
+            raise ControlError(f"'{login}' must be an object")
+        bad = set(fields) - {"app_id", "app_secret", "name", "redirect_uris"}
+        if bad:
+            raise ControlError(f"unknown app field(s): {', '.join(sorted(bad))}")
+        for name in ("app_id", "app_secret", "name"):
+            if name in fields and (not isinstance(fields[name], str) or not fields[name]):
+                raise ControlError(f"'{login}.{name}' must be a non-empty string")
+        uris = fields.get("redirect_uris")
+        if uris is not None and (
+            not isinstance(uris, list) or not all(isinstance(u, str) for u in uris)
+        ):
+            raise ControlError(f"'{login}.redirect_uris' must be a list of URLs")
+        changes[login] = fields
+    with state.lock:
+        for login, fields in changes.items():
+            app = state.logins.apps[login]
+            app.app_id = fields.get("app_id", app.app_id)
+            app.secret = fields.get("app_secret", app.secret)
+            app.name = fields.get("name", app.name)
+            if "redirect_uris" in fields:
+                app.redirect_uris = list(fields["redirect_uris"])
+        return _json({login: app.to_dict() for login, app in state.logins.apps.items()})
+
+
+def _get_people(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        logins = state.logins
+        people = [p.to_dict() for p in logins.people.values()]
+        return _json({"people": people, "current": logins.current_person})
+
+
+def _add_person(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    with state.lock:
+        try:
+            person = state.logins.add_person(data)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from exc
+        return _json({**person.to_dict(), "current": state.logins.current_person == person.id})
+
+
+def _clear_people(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        state.logins.people.clear()
+        state.logins.current_person = None
+    return _json({"success": True})
+
+
+def _get_settings(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        return _json(state.logins.settings.to_dict())
+
+
+def _set_settings(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    with state.lock:
+        try:
+            state.logins.settings.update(data)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from exc
+        return _json(state.logins.settings.to_dict())
+
+
+def _get_tokens(state: State, query: dict[str, str], raw: bytes) -> Response:
+    filters = {k: query[k] for k in ("login", "kind", "person_id", "page_id") if query.get(k)}
+    with state.lock:
+        logins = state.logins
+        tokens = [logins.describe(t) for t in logins.tokens.values()]
+    tokens = [t for t in tokens if all(str(t.get(k)) == v for k, v in filters.items())]
+    return _json({"tokens": tokens})
+
+
+def _token_from(state: State, data: dict[str, Any]) -> Token:
+    """The issued token a control call names: ``{"token": "<full value>"}`` or ``{"handle": 3}``."""
+    if data.get("token") is None and data.get("handle") is None:
+        raise ControlError(
+            "'token' (the full value) or 'handle' (from GET /_standin/oauth/tokens) is required"
+        )
+    token = state.logins.find_token(
+        data.get("token") if data.get("token") is not None else data.get("handle")
+    )
+    if token is None:
+        raise ControlError(
+            "no issued token matches (tokens registered with /_standin/accounts are not "
+            "issued ones)",
+            404,
+        )
+    return token
+
+
+def _number(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(f"'{name}' must be a number (epoch seconds)")
+    return float(value)
+
+
+def _expire_token(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    with state.lock:
+        token = _token_from(state, data)
+        token.expires_at = time.time() - 1
+        return _json(state.logins.describe(token))
+
+
+def _update_token(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    unknown = set(data) - {
+        "token",
+        "handle",
+        "issued_at",
+        "expires_at",
+        "data_access_expires_at",
+        "age",
+        "scopes",
+    }
+    if unknown:
+        raise ControlError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    issued_at = _number(data, "issued_at")
+    expires_at = _number(data, "expires_at")
+    data_access = _number(data, "data_access_expires_at")
+    age = _number(data, "age")
+    scopes = data.get("scopes")
+    if scopes is not None and (
+        not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)
+    ):
+        raise ControlError("'scopes' must be a list of scope names")
+    with state.lock:
+        token = _token_from(state, data)
+        if age is not None:
+            # Age the token keeping its lifetime: both ends move back together.
+            shift = (time.time() - age) - token.issued_at
+            token.issued_at += shift
+            if token.expires_at:
+                token.expires_at += shift
+        if issued_at is not None:
+            token.issued_at = issued_at
+        if expires_at is not None:
+            token.expires_at = expires_at
+        if data_access is not None:
+            token.data_access_expires_at = data_access
+        if scopes is not None:
+            # Scopes belong to the grant: every token of that login sees the change, like a
+            # permission removed in the person's settings.
+            grant = state.logins.grants[token.grant_id]
+            grant.scopes = list(dict.fromkeys(scopes))
+            grant.declined = [s for s in grant.requested if s not in grant.scopes]
+        return _json(state.logins.describe(token))
+
+
+def _revoke_issued(state: State, query: dict[str, str], raw: bytes) -> Response:
+    data = _object(raw)
+    subcode = data.get("subcode", SUBCODE_SESSION_INVALIDATED)
+    if not isinstance(subcode, int) or isinstance(subcode, bool):
+        raise ControlError("'subcode' must be an integer")
+    with state.lock:
+        token = _token_from(state, data)
+        token.revoked = subcode
+        return _json(state.logins.describe(token))
+
+
+def _deauthorize(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """The person removes the app: tokens die (190/458) and Meta's callback body is returned."""
+    data = _object(raw)
+    with state.lock:
+        logins = state.logins
+        grant: Grant = logins.grants[_token_from(state, data).grant_id]
+        revoked = logins.deauthorize(grant)
+        user_id = grant.person_id
+        if grant.login == INSTAGRAM and grant.ig_account_id:
+            account = logins.ig_account(grant.ig_account_id)
+            user_id = account.app_user_id if account else user_id
+        secret = logins.apps[grant.login].secret
+    payload = {"user_id": user_id, "issued_at": int(time.time())}
+    return _json(
+        {
+            "revoked": revoked,
+            "login": grant.login,
+            "user_id": user_id,
+            "signed_request": make_signed_request(payload, secret),
+        }
+    )
+
+
+def _signed_request(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """A ``signed_request`` like Meta's callbacks carry, signed with the login's app secret."""
+    data = _object(raw)
+    login = data.pop("login", FACEBOOK)
+    if login not in LOGINS:
+        raise ControlError("'login' must be facebook or instagram")
+    data.setdefault("issued_at", int(time.time()))
+    with state.lock:
+        secret = state.logins.apps[login].secret
+    return _json({"signed_request": make_signed_request(data, secret), "payload": data})
 
 
 def _health(state: State, query: dict[str, str], raw: bytes) -> Response:
@@ -227,12 +460,26 @@ ROUTES: dict[tuple[str, str], Callable[[State, dict[str, str], bytes], Response]
     ("DELETE", "stats"): _clear_stats,
     ("GET", "profiles"): _get_profiles,
     ("POST", "profiles"): _set_profile,
+    ("POST", "media"): _set_media,
     ("GET", "accounts"): _get_accounts,
     ("POST", "accounts"): _add_account,
     ("POST", "tokens/revoke"): _revoke_token,
     ("GET", "comments"): _get_comments,
     ("POST", "comments"): _add_comment,
     ("GET", "subscriptions"): _get_subscriptions,
+    ("GET", "oauth/apps"): _get_apps,
+    ("POST", "oauth/apps"): _set_apps,
+    ("GET", "oauth/people"): _get_people,
+    ("POST", "oauth/people"): _add_person,
+    ("DELETE", "oauth/people"): _clear_people,
+    ("GET", "oauth/settings"): _get_settings,
+    ("POST", "oauth/settings"): _set_settings,
+    ("GET", "oauth/tokens"): _get_tokens,
+    ("POST", "oauth/tokens/expire"): _expire_token,
+    ("POST", "oauth/tokens/update"): _update_token,
+    ("POST", "oauth/tokens/revoke"): _revoke_issued,
+    ("POST", "oauth/deauthorize"): _deauthorize,
+    ("POST", "oauth/signed_request"): _signed_request,
 }
 
 

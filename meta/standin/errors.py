@@ -18,6 +18,7 @@ GRAPH_METHOD = "GraphMethodException"
 # is the fallback for the code.
 DEFAULT_MESSAGES: dict[tuple[int, int | None], str] = {
     (1, None): "An unknown error occurred",
+    (101, None): "Error validating application. Invalid application ID.",
     (2, None): "An unexpected error has occurred. Please retry your request later.",
     (4, None): "(#4) Application request limit reached",
     (10, 2534022): "(#10) This message is sent outside of allowed window.",
@@ -32,6 +33,7 @@ DEFAULT_MESSAGES: dict[tuple[int, int | None], str] = {
         "changed their password or Facebook has changed the session for security reasons."
     ),
     (190, 463): "Error validating access token: Session has expired.",
+    (190, 458): "Error validating access token: The user has not authorized application.",
     (190, None): "Invalid OAuth access token - Cannot parse access token",
     (200, None): "(#200) Permissions error",
     (368, None): ("(#368) The action attempted has been deemed abusive or is otherwise disallowed"),
@@ -120,3 +122,20 @@ def from_fault(status: int | None, error: dict[str, Any] | None) -> GraphError:
         # Anything else (error_user_title, error_user_msg...) is passed through as given.
         extra={k: v for k, v in error.items() if k != "fbtrace_id"},
     )
+
+
+class InstagramApiError(Exception):
+    """An error of api.instagram.com (the Instagram Login code exchange).
+
+    That host does not answer in the Graph shape but flat: ``{"error_type": "OAuthException",
+    "code": 400, "error_message": "..."}`` [seen in production code, not in Meta's docs].
+    """
+
+    def __init__(self, message: str, status: int = 400, error_type: str = OAUTH) -> None:
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error_type": self.error_type, "code": self.status, "error_message": self.message}

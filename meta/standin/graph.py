@@ -2,8 +2,14 @@
 
 ``handle_graph`` takes a parsed HTTP request and returns an ``Outcome`` (status, JSON body, headers,
 optional delay, or "drop the connection"). Order of checks for one request: route -> fault ->
-access token -> rate limits (``/messages`` only) -> parameter validation -> side effect. Handlers
-raise ``GraphError`` before changing any state, so a rejected call never has a side effect.
+access token -> permissions (tokens from the OAuth flow only) -> rate limits (``/messages`` only)
+-> parameter validation -> side effect. Handlers raise ``GraphError`` before changing any state,
+so a rejected call never has a side effect.
+
+One server plays several Meta hosts, told apart by the first path segment (``split_path``):
+``/ig/...`` is graph.instagram.com, ``/instagram/...`` www.instagram.com, ``/instagram-api/...``
+api.instagram.com, anything else graph.facebook.com and www.facebook.com. The OAuth and account
+endpoints live in ``oauth.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from .errors import GRAPH_METHOD, MISSING_TOKEN_MESSAGE, GraphError, from_fault, invalid_param
+from .logins import FACEBOOK, INSTAGRAM, PAGE, Token
 from .state import (
     COMMENT_DELETE,
     COMMENT_HIDE,
@@ -34,11 +41,51 @@ from .state import (
     Fault,
     State,
     fake_commenter_id,
+    mask_secrets,
     mask_token,
     now,
 )
 
 _VERSION = re.compile(r"^v\d+(\.\d+)?$")
+
+# Hosts, by the first path segment (docs/standin.md, "Hosts and URL prefixes").
+FACEBOOK_HOST = "facebook"  # graph.facebook.com and www.facebook.com: no prefix
+INSTAGRAM_HOST = "instagram"  # graph.instagram.com: /ig
+INSTAGRAM_WEB_HOST = "instagram-web"  # www.instagram.com: /instagram
+INSTAGRAM_API_HOST = "instagram-api"  # api.instagram.com: /instagram-api
+HOST_PREFIXES = {"ig": INSTAGRAM_HOST, "instagram": INSTAGRAM_WEB_HOST}
+HOST_PREFIXES["instagram-api"] = INSTAGRAM_API_HOST
+JSON_TYPE = "application/json; charset=UTF-8"
+
+# What an issued token must hold to call an endpoint: (scope, error code when it is missing).
+# Code 10 for messaging and 200 for the rest follow meta-api.md section 6; which exact code Meta
+# answers per call is [unsure], the family (permission_missing) is not.
+REQUIRED_SCOPES: dict[tuple[str, str], tuple[str, int]] = {
+    (FACEBOOK, PRIVATE_REPLY): ("instagram_manage_messages", 10),
+    (FACEBOOK, SEND_MESSAGE): ("instagram_manage_messages", 10),
+    (FACEBOOK, SENDER_ACTION): ("instagram_manage_messages", 10),
+    (FACEBOOK, COMMENT_REPLY): ("instagram_manage_comments", 200),
+    (FACEBOOK, COMMENT_HIDE): ("instagram_manage_comments", 200),
+    (FACEBOOK, COMMENT_DELETE): ("instagram_manage_comments", 200),
+    (FACEBOOK, SUBSCRIBED_APPS): ("pages_manage_metadata", 200),
+    (INSTAGRAM, PRIVATE_REPLY): ("instagram_business_manage_messages", 10),
+    (INSTAGRAM, SEND_MESSAGE): ("instagram_business_manage_messages", 10),
+    (INSTAGRAM, SENDER_ACTION): ("instagram_business_manage_messages", 10),
+    (INSTAGRAM, COMMENT_REPLY): ("instagram_business_manage_comments", 200),
+    (INSTAGRAM, COMMENT_HIDE): ("instagram_business_manage_comments", 200),
+    (INSTAGRAM, COMMENT_DELETE): ("instagram_business_manage_comments", 200),
+    (INSTAGRAM, SUBSCRIBED_APPS): ("instagram_business_basic", 200),
+}
+# The Page task a Page token's person needs (meta-api.md section 7: MESSAGING and MODERATE).
+REQUIRED_TASKS: dict[str, tuple[str, int]] = {
+    PRIVATE_REPLY: ("MESSAGING", 10),
+    SEND_MESSAGE: ("MESSAGING", 10),
+    SENDER_ACTION: ("MESSAGING", 10),
+    COMMENT_REPLY: ("MODERATE", 200),
+    COMMENT_HIDE: ("MODERATE", 200),
+    COMMENT_DELETE: ("MODERATE", 200),
+}
+CANNOT_PARSE_TOKEN = "Invalid OAuth access token - Cannot parse access token"  # noqa: S105
 _MESSAGES = "messages"  # routed to private_reply / send_message / sender_action by its body
 
 # Limits Meta enforces on message content (meta-api.md section 3; [seen] where marked there).
@@ -66,6 +113,8 @@ class Outcome:
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    raw: bytes | None = None  # a non-JSON answer (the OAuth dialogs' HTML), sent as it is
+    content_type: str = JSON_TYPE
 
 
 @dataclass
@@ -82,11 +131,24 @@ class Call:
     body_error: str | None
     recipient: Any = None
     message: Any = None
+    host: str = FACEBOOK_HOST
 
 
 # --- parsing -----------------------------------------------------------------------------------
 def _flatten(parsed: dict[str, list[str]]) -> dict[str, Any]:
     return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+
+
+def split_path(raw_path: str) -> tuple[str, list[str]]:
+    """(host, path segments without host prefix and version)."""
+    segments = [s for s in unquote(raw_path).split("/") if s]
+    host = FACEBOOK_HOST
+    if segments and segments[0] in HOST_PREFIXES:
+        host = HOST_PREFIXES[segments[0]]
+        segments = segments[1:]
+    if segments and _VERSION.match(segments[0]):
+        segments = segments[1:]
+    return host, segments
 
 
 def parse_query(query_string: str) -> dict[str, Any]:
@@ -139,13 +201,6 @@ def extract_token(headers: Mapping[str, str], params: Mapping[str, Any]) -> str 
     return token if isinstance(token, str) and token else None
 
 
-def _masked(data: Any) -> Any:
-    if isinstance(data, dict) and "access_token" in data:
-        data = dict(data)
-        data["access_token"] = mask_token(str(data["access_token"]))
-    return data
-
-
 def route(method: str, segments: list[str]) -> tuple[str, str | None]:
     """(endpoint name, node id in the path)."""
     node = segments[0] if segments else None
@@ -171,11 +226,56 @@ def route(method: str, segments: list[str]) -> tuple[str, str | None]:
 
 
 # --- checks ------------------------------------------------------------------------------------
-def check_token(state: State, token: str | None) -> None:
+def token_host_error(state: State, issued: Token, host: str) -> GraphError | None:
+    """Meta's two Graph hosts each refuse the other login's tokens as unparseable."""
+    if not state.logins.settings.check_token_host:
+        return None
+    expected = INSTAGRAM_HOST if issued.login == INSTAGRAM else FACEBOOK_HOST
+    return GraphError(190, CANNOT_PARSE_TOKEN) if host != expected else None
+
+
+def check_token(state: State, token: str | None, host: str = FACEBOOK_HOST) -> None:
     if not token:
         raise GraphError(2500, MISSING_TOKEN_MESSAGE)
     if token in state.revoked:
         raise GraphError(190, subcode=460)
+    issued = state.logins.tokens.get(token)
+    if issued is None:
+        if state.logins.settings.strict_tokens and token not in state.accounts:
+            raise GraphError(190, CANNOT_PARSE_TOKEN)
+        return
+    host_error = token_host_error(state, issued, host)
+    if host_error is not None:
+        raise host_error
+    problem = state.logins.problem(issued)
+    if problem is not None:
+        raise GraphError(190, problem[1], subcode=problem[0])
+
+
+def check_permissions(state: State, call: Call) -> None:
+    """Tokens from the OAuth flow: granted scopes, the Page's tasks, and whose node it is."""
+    issued = state.logins.tokens.get(call.token or "")
+    if issued is None:
+        return  # registered and synthetic tokens may do anything, as before
+    logins = state.logins
+    required = REQUIRED_SCOPES.get((issued.login, call.endpoint))
+    if required is not None and required[0] not in logins.grants[issued.grant_id].scopes:
+        scope, code = required
+        message = (
+            "(#10) Application does not have permission for this action"
+            if code == 10
+            else f"(#200) Requires {scope} permission to manage the object"
+        )
+        raise GraphError(code, message)
+    if issued.kind == PAGE and issued.page_id and call.endpoint in REQUIRED_TASKS:
+        page = logins.page_by_id(issued.page_id)
+        task, code = REQUIRED_TASKS[call.endpoint]
+        if page is not None and task not in page.tasks:
+            raise GraphError(code, f"(#{code}) The user does not have the {task} task on this Page")
+    owned = call.endpoint in MESSAGING_ENDPOINTS or call.endpoint == SUBSCRIBED_APPS
+    if owned and call.node != "me" and call.node not in logins.acts_for(issued):
+        # The token is for another page or account: Meta cannot see this node with it.
+        _unsupported(state, call)
 
 
 def _prune(window: deque[float], horizon: float) -> None:
@@ -458,6 +558,20 @@ def _profile(state: State, call: Call) -> dict[str, Any]:
     for account in state.accounts.values():
         if igsid in (str(account.get("id")), str(account.get("user_id"))):
             return _account_view(account, fields)
+    # Accounts and Pages of the people defined for the OAuth dialogs.
+    ig_account = state.logins.ig_account(igsid)
+    if ig_account is not None:
+        issued = state.logins.tokens.get(call.token or "")
+        own_login = issued is not None and issued.login == INSTAGRAM
+        view = ig_account.login_view() if own_login else ig_account.graph_view()
+        return _account_view(view, fields or ["username"])
+    media = state.media.get(igsid)
+    if media is not None:
+        view = {"id": igsid, **media}
+        return {name: view[name] for name in fields or ["id"] if name in view} | {"id": igsid}
+    page = state.logins.page_by_id(igsid)
+    if page is not None:
+        return _account_view({"id": page.id, "name": page.name, "category": page.category}, fields)
     profile = default_profile(igsid)
     profile.update(state.profiles.get(igsid, {}))
     fields = fields or list(PROFILE_DEFAULT_FIELDS)
@@ -526,7 +640,12 @@ HANDLERS: dict[str, Callable[[State, Call], dict[str, Any]]] = {
 
 # --- entry point -------------------------------------------------------------------------------
 def _build_call(
-    state: State, method: str, segments: list[str], params: dict[str, Any], token: str | None
+    state: State,
+    method: str,
+    segments: list[str],
+    params: dict[str, Any],
+    token: str | None,
+    host: str = FACEBOOK_HOST,
 ) -> Call:
     endpoint, node = route(method, segments)
     account = state.account_for(token)
@@ -536,7 +655,7 @@ def _build_call(
     if endpoint == COMMENT_REPLY:
         # The path holds the comment; the quota belongs to the account the token is for.
         sender = str(account["id"]) if account is not None else node
-    call = Call(method, endpoint, node, sender, token, account, params, None)
+    call = Call(method, endpoint, node, sender, token, account, params, None, host=host)
     if endpoint == _MESSAGES:
         call.recipient = params.get("recipient")
         call.message = params.get("message")
@@ -565,9 +684,7 @@ def handle_graph(
     raw_body: bytes,
 ) -> Outcome:
     """Answer one Graph API request and log it."""
-    segments = [s for s in unquote(raw_path).split("/") if s]
-    if segments and _VERSION.match(segments[0]):
-        segments = segments[1:]
+    host, segments = split_path(raw_path)
     query = parse_query(query_string)
     body, body_error = parse_body(headers.get("Content-Type") or "", raw_body)
     params = dict(query)
@@ -580,7 +697,7 @@ def handle_graph(
 
     with state.lock:
         t = now()
-        call = _build_call(state, method, segments, params, token)
+        call = _build_call(state, method, segments, params, token, host)
         call.body_error = body_error
         fault = state.take_fault(call.endpoint, _fault_nodes(call))
         status: int | None
@@ -604,7 +721,9 @@ def handle_graph(
 
 def _process(state: State, call: Call, t: float) -> tuple[int, dict[str, Any]]:
     try:
-        check_token(state, call.token)
+        check_token(state, call.token, call.host)
+        if call.endpoint != UNKNOWN:
+            check_permissions(state, call)
         if call.body_error:
             raise invalid_param(f"(#100) {call.body_error}")
         if call.endpoint in MESSAGING_ENDPOINTS:
@@ -630,15 +749,16 @@ def _log_entry(
         "seq": 0,  # set by State.record
         "time": time.time(),
         "method": call.method,
+        "host": call.host,
         "path": raw_path,
         "endpoint": call.endpoint,
         "node": call.node,
         "sender": call.sender,
         "token": mask_token(call.token),
-        "query": _masked(query),
-        "body": _masked(body),
+        "query": mask_secrets(query),
+        "body": mask_secrets(body),
         "status": status,
-        "response": response,
+        "response": mask_secrets(response),
         "fault": fault.id if fault is not None else None,
         "dropped": status is None,
     }

@@ -24,6 +24,7 @@ from .client import StandInControl
 from .control import handle_control
 from .errors import GraphError
 from .graph import handle_graph
+from .oauth import handle_oauth, route_path
 from .state import State
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ CONTROL_PREFIX = "/_standin"
 MAX_BODY = 10 * 1024 * 1024
 _REASONS = {
     200: "OK",
+    302: "Found",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     500: "Internal Server Error",
 }
 
@@ -133,7 +136,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, content_type, body, {})
             return
         try:
-            outcome = handle_graph(state, self.command, path, query_string, self.headers, raw_body)
+            endpoint = route_path(self.command, path)
+            if endpoint is not None:
+                outcome = handle_oauth(
+                    state, endpoint, self.command, path, query_string, self.headers, raw_body
+                )
+            else:
+                outcome = handle_graph(
+                    state, self.command, path, query_string, self.headers, raw_body
+                )
         except Exception:
             # A stand-in bug must not look like a dropped connection: answer like Meta's 500.
             logger.exception("stand-in failed on %s %s", self.command, self.path)
@@ -146,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if outcome.raw is not None:
+            self._send(outcome.status, outcome.content_type, outcome.raw, outcome.headers)
             return
         self._send_json(outcome.status, outcome.body, outcome.headers)
 

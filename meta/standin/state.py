@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .logins import DEFAULT_APPS, Logins
+
 # Endpoint names used in the log, in stats and by faults.
 COMMENT_REPLY = "comment_reply"
 PRIVATE_REPLY = "private_reply"
@@ -29,7 +31,28 @@ PROFILE = "profile"
 SUBSCRIBED_APPS = "subscribed_apps"
 COMMENT_HIDE = "comment_hide"
 COMMENT_DELETE = "comment_delete"
+# OAuth and account endpoints (oauth.py); endpoint names, not secrets (hence the noqa).
+OAUTH_DIALOG = "oauth_dialog"  # www.facebook.com/vNN/dialog/oauth
+OAUTH_ACCESS_TOKEN = "oauth_access_token"  # noqa: S105 graph.facebook.com/vNN/oauth/access_token
+DEBUG_TOKEN = "debug_token"  # noqa: S105
+ME_ACCOUNTS = "me_accounts"
+ME_PERMISSIONS = "me_permissions"
+IG_AUTHORIZE = "ig_authorize"  # www.instagram.com/oauth/authorize
+IG_OAUTH_ACCESS_TOKEN = "ig_oauth_access_token"  # noqa: S105 api.instagram.com/oauth/access_token
+IG_EXCHANGE_TOKEN = "ig_exchange_token"  # noqa: S105 graph.instagram.com/access_token
+IG_REFRESH_TOKEN = "ig_refresh_token"  # noqa: S105 graph.instagram.com/refresh_access_token
 UNKNOWN = "unknown"
+OAUTH_ENDPOINTS = (
+    OAUTH_DIALOG,
+    OAUTH_ACCESS_TOKEN,
+    DEBUG_TOKEN,
+    ME_ACCOUNTS,
+    ME_PERMISSIONS,
+    IG_AUTHORIZE,
+    IG_OAUTH_ACCESS_TOKEN,
+    IG_EXCHANGE_TOKEN,
+    IG_REFRESH_TOKEN,
+)
 ENDPOINTS = (
     COMMENT_REPLY,
     PRIVATE_REPLY,
@@ -40,6 +63,7 @@ ENDPOINTS = (
     SUBSCRIBED_APPS,
     COMMENT_HIDE,
     COMMENT_DELETE,
+    *OAUTH_ENDPOINTS,
     UNKNOWN,
 )
 ANY = "any"
@@ -47,12 +71,42 @@ ANY = "any"
 # Keep the in-memory log bounded for long benchmarks; the JSONL file keeps everything.
 DEFAULT_MAX_LOG = 200_000
 
+# Keys whose string values are masked wherever they appear in the log (query, body, response).
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "client_secret",
+        "fb_exchange_token",
+        "input_token",
+        "refresh_token",
+        "page_token",
+        "signed_request",
+    }
+)
+
 
 def mask_token(token: str | None) -> str | None:
     """First 4 characters only: the log is shown in browsers and test output."""
     if not token:
         return None
     return token[:4] + "…"
+
+
+def mask_secrets(data: Any, extra: frozenset[str] = frozenset()) -> Any:
+    """A copy of ``data`` with every secret-looking string value masked, at any depth.
+
+    ``extra`` adds keys for one call (OAuth endpoints also mask ``code``; elsewhere ``code`` is
+    an error code that must stay readable).
+    """
+    if isinstance(data, dict):
+        keys = SECRET_KEYS | extra
+        return {
+            k: mask_token(v) if k in keys and isinstance(v, str) else mask_secrets(v, extra)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_secrets(v, extra) for v in data]
+    return data
 
 
 def _digits(seed: str, prefix: str, length: int) -> str:
@@ -180,6 +234,12 @@ class State:
     log_path: str | Path | None = None
     max_log: int = DEFAULT_MAX_LOG
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The apps the OAuth endpoints know after start and after every reset: login -> (app id,
+    # secret, name). The command line's --app-id and friends change it.
+    default_apps: dict[str, tuple[str, str, str]] = field(
+        default_factory=lambda: dict(DEFAULT_APPS)
+    )
+    default_consent: str = "ask"  # --auto-approve: "approve"
 
     def __post_init__(self) -> None:
         # Ids stay unique across reset(): a test may hold ids from before a reset.
@@ -197,6 +257,7 @@ class State:
         self.faults: list[Fault] = []
         self.limits = Limits()
         self.profiles: dict[str, dict[str, Any]] = {}
+        self.media: dict[str, dict[str, Any]] = {}  # media id -> fields (timestamp, ...)
         self.accounts: dict[str, dict[str, Any]] = {}  # token -> account
         self.revoked: set[str] = set()
         self.comment_authors: dict[str, str] = {}  # comment id -> commenter IGSID
@@ -205,6 +266,8 @@ class State:
         self.sent_messages: set[tuple[str, bytes]] = set()  # (recipient, message hash)
         self.per_second: dict[str, deque[float]] = {}
         self.per_hour: dict[str, deque[float]] = {}
+        self.logins = Logins(self.default_apps)
+        self.logins.settings.consent = self.default_consent
         self.clear_stats()
 
     def clear_stats(self) -> None:
@@ -243,7 +306,15 @@ class State:
     def account_for(self, token: str | None) -> dict[str, Any] | None:
         if not token:
             return None
+        issued = self.logins.tokens.get(token)
+        if issued is not None:
+            # A token from the OAuth flow acts for its page or Instagram account.
+            return self.logins.account_for(issued)
         return self.accounts.get(token) or fake_account(token)
+
+    def knows_token(self, token: str) -> bool:
+        """Issued by the OAuth endpoints or registered through the control API."""
+        return token in self.logins.tokens or token in self.accounts
 
     # --- faults ------------------------------------------------------------------------------
     def take_fault(self, endpoint: str, nodes: set[str]) -> Fault | None:

@@ -169,3 +169,51 @@ def test_parse_signed_request_requires_a_secret():
 
 def test_signed_request_error_is_a_value_error():
     assert issubclass(SignedRequestError, ValueError)
+
+
+# -- signed_request with several secrets (Meta app and Instagram app) -------------------------
+
+
+def test_parse_signed_request_accepts_any_of_several_secrets():
+    signed = make_signed_request(PAYLOAD, OTHER_SECRET)
+    assert parse_signed_request(signed, [SECRET, OTHER_SECRET]) == PAYLOAD
+    assert parse_signed_request(signed, ("", OTHER_SECRET)) == PAYLOAD
+
+
+def test_parse_signed_request_accepts_a_generator_of_secrets():
+    signed = make_signed_request(PAYLOAD, SECRET)
+    assert parse_signed_request(signed, (s for s in [OTHER_SECRET, SECRET])) == PAYLOAD
+
+
+def test_parse_signed_request_rejects_when_no_listed_secret_matches():
+    signed = make_signed_request(PAYLOAD, "third")
+    with pytest.raises(SignedRequestError, match="signature does not match"):
+        parse_signed_request(signed, [SECRET, OTHER_SECRET])
+
+
+@pytest.mark.parametrize("secrets", [[], [""], ("", "")])
+def test_parse_signed_request_needs_a_non_empty_secret(secrets):
+    # Empty secrets are skipped: an HMAC keyed with "" is something anyone can compute.
+    with pytest.raises(SignedRequestError, match="No app secret"):
+        parse_signed_request(make_signed_request(PAYLOAD, ""), secrets)
+
+
+def test_parse_signed_request_keeps_extra_payload_fields():
+    payload = {**PAYLOAD, "profile_id": "17841400000000001", "nested": {"a": [1, 2]}}
+    assert parse_signed_request(make_signed_request(payload, SECRET), SECRET) == payload
+
+
+def test_parse_signed_request_rejects_signature_of_wrong_length():
+    _, encoded_payload = make_signed_request(PAYLOAD, SECRET).split(".")
+    with pytest.raises(SignedRequestError, match="signature does not match"):
+        parse_signed_request(f"{b64url(b'short')}.{encoded_payload}", SECRET)
+
+
+def test_parse_signed_request_strips_surrounding_whitespace():
+    signed = make_signed_request(PAYLOAD, SECRET)
+    assert parse_signed_request(f"  {signed}\n", SECRET) == PAYLOAD
+
+
+def test_parse_signed_request_rejects_non_string():
+    with pytest.raises(SignedRequestError, match="empty"):
+        parse_signed_request(None, SECRET)  # type: ignore[arg-type]

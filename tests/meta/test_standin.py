@@ -747,3 +747,10 @@ def test_command_line(tmp_path: Path) -> None:
         assert process.wait(timeout=10) == 0
     entries = [json.loads(x) for x in log_file.read_text(encoding="utf-8").splitlines()]
     assert [e["endpoint"] for e in entries] == ["me"]
+
+
+def test_registered_media_answers_its_publish_time(graph: Graph, control: StandInControl) -> None:
+    control.register_media("18000000000000099", timestamp="2026-11-25T10:00:00+0000")
+    response = graph.get("/18000000000000099", params={"fields": "timestamp"})
+    assert response.status_code == 200
+    assert response.json() == {"id": "18000000000000099", "timestamp": "2026-11-25T10:00:00+0000"}

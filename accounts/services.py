@@ -146,12 +146,20 @@ def contact_record_message(
     *, account: InstagramAccount, igsid: str, interacted_at: datetime
 ) -> Contact:
     """A message, story reply, tap or postback: (re)opens the 24-hour window."""
+    return contact_record_inbound(account=account, igsid=igsid, interacted_at=interacted_at)[0]
+
+
+def contact_record_inbound(
+    *, account: InstagramAccount, igsid: str, interacted_at: datetime
+) -> tuple[Contact, bool]:
+    """Record an inbound message; the flag says it is the person's first (a new conversation)."""
     contact, created = Contact.objects.get_or_create(
         account=account, igsid=igsid, defaults={"last_interaction_at": interacted_at}
     )
+    first = created or contact.last_interaction_at is None
     if not created and (
         contact.last_interaction_at is None or interacted_at > contact.last_interaction_at
     ):
         Contact.objects.filter(pk=contact.pk).update(last_interaction_at=interacted_at)
         contact.last_interaction_at = interacted_at
-    return contact
+    return contact, first

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -24,3 +24,23 @@ def _recycle_database_connections(task=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_init.connect
+def _warm_up_intent_model(**kwargs) -> None:
+    # Loading the sentence model takes seconds: do it when a worker process starts, not on
+    # the first message, but only where some account uses intent triggers.
+    import logging
+
+    try:
+        from django.db import close_old_connections
+
+        from triggers import intent
+        from triggers.models import MatchMode, Trigger
+
+        uses_intent = Trigger.objects.filter(match=MatchMode.INTENT, enabled=True).exists()
+        close_old_connections()
+        if uses_intent and intent.intent_available():
+            intent.warm_up()
+    except Exception:  # a warm-up is an optimisation; the first match loads it otherwise
+        logging.getLogger(__name__).warning("Intent model warm-up skipped", exc_info=True)

@@ -175,6 +175,10 @@ SEND_LIMIT_PER_SECOND = env.int("SEND_LIMIT_PER_SECOND", default=100)
 PRIVATE_REPLY_LIMIT_PER_HOUR = env.int("PRIVATE_REPLY_LIMIT_PER_HOUR", default=750)
 # Public comment replies count against Meta's business use case quota, not the Send API's.
 COMMENT_REPLY_LIMIT_PER_SECOND = env.int("COMMENT_REPLY_LIMIT_PER_SECOND", default=100)
+# Quick replies and postback buttons in private replies to comments: reports conflict on
+# whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
+# continues the flow instead.
+PRIVATE_REPLY_CHOICES = env.bool("PRIVATE_REPLY_CHOICES", default=True)
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -224,6 +228,7 @@ CELERY_TASK_ROUTES = {
     "messaging.send_delivery": {"queue": "sends"},
     "messaging.pace_account": {"queue": "sends"},
     "messaging.*": {"queue": "events"},
+    "triggers.*": {"queue": "events"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
@@ -234,6 +239,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-deliveries": {
         "task": "messaging.sweep_deliveries",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    "sweep-flows": {
+        "task": "triggers.sweep_flows",
         "schedule": SWEEP_INTERVAL_SECONDS,
     },
 }

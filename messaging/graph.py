@@ -23,7 +23,10 @@ def send(delivery: Delivery) -> GraphResult:
     account = delivery.account
     client = client_for(account)
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
-        return client.reply_to_comment(delivery.comment_id, delivery.payload["text"])
+        # The recipient is the top-level comment: a reply to a reply goes under its thread.
+        return client.reply_to_comment(
+            delivery.recipient or delivery.comment_id, delivery.payload["text"]
+        )
     if delivery.kind == DeliveryKind.PRIVATE_REPLY:
         return client.send_private_reply(account.sender_id, delivery.comment_id, delivery.payload)
     return client.send_message(account.sender_id, delivery.recipient, delivery.payload)

@@ -25,6 +25,7 @@ from messaging.pacer import account_pace, budgets_for, pacer_request
 from messaging.projection import deliveries_expire_unreachable
 from messaging.selectors import accounts_with_due_work
 from messaging.sharedstate import shared_state
+from messaging.signals import delivery_finished
 from meta.client import GraphResult, Outcome
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,84 @@ def deliveries_create_for_comment(
     return deliveries
 
 
+def delivery_create(
+    *,
+    account: InstagramAccount,
+    trigger,
+    contact: Contact,
+    kind: str,
+    dedupe_key: str,
+    payload: dict,
+    interaction_at: datetime | None,
+    event_id: int | None,
+    event_received_at: datetime | None,
+    comment_id: str = "",
+    recipient: str = "",
+    not_before: datetime | None = None,
+) -> Delivery:
+    """Queue one send (once per dedupe key); ``not_before`` delays it durably.
+
+    The recipient defaults to the comment answered, or the person for a message.
+    """
+    recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
+    delivery, created = _delivery_get_or_create(
+        account=account,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        payload=payload,
+        trigger=trigger,
+        contact=contact,
+        comment_id=comment_id,
+        recipient=recipient,
+        event_id=event_id,
+        interaction_at=interaction_at,
+        event_received_at=event_received_at,
+        next_attempt_at=not_before,
+    )
+    if created:
+        transaction.on_commit(partial(pacer_kick, account_id=account.pk))
+    return delivery
+
+
+def contact_follows_account(*, account: InstagramAccount, igsid: str) -> bool | None:
+    """Whether the person follows the account (Meta's user profile), None if Meta cannot say."""
+    result = graph.client_for(account).get(f"/{igsid}", {"fields": "is_user_follow_business"})
+    if not result.ok or not isinstance(result.data, dict):
+        logger.warning(
+            "Follow lookup for %s on @%s failed: %s %s",
+            igsid,
+            account.username,
+            result.code,
+            result.message,
+        )
+        return None
+    value = result.data.get("is_user_follow_business")
+    return value if isinstance(value, bool) else None
+
+
+def media_published_at(*, account: InstagramAccount, media_id: str) -> datetime | None:
+    """When a post was published (Meta's media ``timestamp``), None if Meta cannot say."""
+    result = graph.client_for(account).get(f"/{media_id}", {"fields": "timestamp"})
+    raw = result.data.get("timestamp") if result.ok and isinstance(result.data, dict) else None
+    if not isinstance(raw, str):
+        logger.warning(
+            "Publish time of media %s on @%s unknown: %s %s",
+            media_id,
+            account.username,
+            result.code,
+            result.message,
+        )
+        return None
+    try:
+        # Meta writes "2026-11-25T10:00:00+0000"; Python wants the offset with a colon.
+        if len(raw) > 5 and raw[-5] in "+-" and raw[-3] != ":":
+            raw = f"{raw[:-2]}:{raw[-2:]}"
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        logger.warning("Unreadable media timestamp %r for %s", raw, media_id)
+        return None
+
+
 def pacer_kick(*, account_id: int) -> None:
     """Pace the account right here (saves a queue hop); on trouble, leave it to a pacer task."""
     try:
@@ -150,7 +229,18 @@ def _finish(
     }
     if status == DeliveryStatus.SENT:
         fields["sent_at"] = now
-    return _update_claimed(delivery, fields, result)
+    delivery = _update_claimed(delivery, fields, result)
+    # Listeners (flows) act once the outcome is committed, and their failure is theirs: the
+    # flow sweeper catches up with anything a crash here leaves behind.
+    transaction.on_commit(partial(_announce_finished, delivery))
+    return delivery
+
+
+def _announce_finished(delivery: Delivery) -> None:
+    try:
+        delivery_finished.send(sender=Delivery, delivery=delivery)
+    except Exception:
+        logger.exception("A delivery_finished listener failed for delivery %s", delivery.pk)
 
 
 def _update_claimed(delivery: Delivery, fields: dict, result: GraphResult | None) -> Delivery:

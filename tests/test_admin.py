@@ -23,6 +23,8 @@ MODELS = [
     ("webhooks", "webhookevent"),
     ("messaging", "delivery"),
     ("messaging", "accountqueue"),
+    ("triggers", "flowrun"),
+    ("triggers", "triggerfiring"),
 ]
 
 

@@ -1,6 +1,31 @@
+from django import forms
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from triggers.models import Trigger
+from accounts.models import InstagramAccount
+from triggers.models import FlowRun, Trigger, TriggerEvent, TriggerFiring
+from triggers.selectors import triggers_preview
+
+
+class TestTextForm(forms.Form):
+    account = forms.ModelChoiceField(
+        queryset=InstagramAccount.objects.none(),
+        required=False,
+        empty_label="Every account",
+    )
+    event = forms.ChoiceField(choices=TriggerEvent.choices, initial=TriggerEvent.COMMENT)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+    media_id = forms.CharField(
+        required=False, help_text="Comment triggers: the post the comment is under (optional)."
+    )
+    first_message = forms.BooleanField(
+        required=False, help_text="DMs: the person's first message (welcome replies)."
+    )
+
+    def __init__(self, *args, accounts=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["account"].queryset = accounts
 
 
 @admin.register(Trigger)
@@ -15,3 +40,66 @@ class TriggerAdmin(admin.ModelAdmin):
     @admin.display(description="Keywords")
     def keyword_list(self, obj: Trigger) -> str:
         return ", ".join(obj.keywords)
+
+    def get_urls(self):
+        return [
+            path(
+                "test-text/",
+                self.admin_site.admin_view(self.test_text_view),
+                name="triggers_trigger_test_text",
+            ),
+            *super().get_urls(),
+        ]
+
+    def test_text_view(self, request):
+        """A marketer types a text and sees which trigger would fire, where, and why."""
+        accounts = InstagramAccount.objects.order_by("username")
+        form = TestTextForm(request.GET or None, accounts=accounts)
+        previews = None
+        if form.is_bound and form.is_valid():
+            chosen = form.cleaned_data["account"]
+            previews = triggers_preview(
+                accounts=[chosen] if chosen else list(accounts),
+                event=form.cleaned_data["event"],
+                text=form.cleaned_data["text"],
+                media_id=form.cleaned_data["media_id"].strip(),
+                first_message=form.cleaned_data["first_message"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Test a text against the triggers",
+            "form": form,
+            "previews": previews,
+        }
+        return TemplateResponse(request, "admin/triggers/trigger/test_text.html", context)
+
+
+@admin.register(FlowRun)
+class FlowRunAdmin(admin.ModelAdmin):
+    list_display = ["trigger", "contact", "account", "status", "step", "position", "updated_at"]
+    list_filter = ["status", "account"]
+    list_select_related = ["trigger", "contact", "account"]
+    search_fields = ["contact__igsid", "contact__username", "trigger__name", "origin_key"]
+    readonly_fields = [field.name for field in FlowRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TriggerFiring)
+class TriggerFiringAdmin(admin.ModelAdmin):
+    list_display = ["trigger", "contact", "fired_at", "origin_key"]
+    list_select_related = ["trigger", "contact"]
+    list_filter = ["trigger__account"]
+    search_fields = ["contact__igsid", "trigger__name"]
+    readonly_fields = ["trigger", "contact", "fired_at", "origin_key"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

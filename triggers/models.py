@@ -55,3 +55,109 @@ class Trigger(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class FiresOn(models.TextChoices):
+    MATCH = "match", "Its keywords match (the usual trigger)"
+    NO_MATCH = "no_match", "Nothing else matched (default reply)"
+    FIRST_MESSAGE = "first_message", "A person's first message (welcome)"
+
+
+# Cool-down used when a trigger names none: a thank-you for every story mention or a default
+# reply to every unmatched message would read as spam.
+DEFAULT_COOLDOWNS = {"story_mention": 86400, "no_match": 86400, "first_message": 0}
+
+
+def trigger_option(trigger: Trigger, name: str, default=None):
+    """A trigger-file option stored in ``extra`` (see docs/triggers.md)."""
+    value = trigger.extra.get(name, default) if isinstance(trigger.extra, dict) else default
+    return default if value is None else value
+
+
+def trigger_fires_on(trigger: Trigger) -> str:
+    return trigger_option(trigger, "fires_on", FiresOn.MATCH)
+
+
+def trigger_cooldown_seconds(trigger: Trigger) -> int:
+    explicit = trigger_option(trigger, "cooldown_seconds")
+    if explicit is not None:
+        return int(explicit)
+    fires_on = trigger_fires_on(trigger)
+    if fires_on != FiresOn.MATCH:
+        return DEFAULT_COOLDOWNS[fires_on]
+    return DEFAULT_COOLDOWNS.get(trigger.event, 0)
+
+
+class TriggerFiring(models.Model):
+    """A trigger answered a person: the record per-contact cool-downs are checked against."""
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="firings")
+    contact = models.ForeignKey(
+        "accounts.Contact", on_delete=models.CASCADE, related_name="trigger_firings"
+    )
+    # Meta's time of the interaction answered, so cool-downs count in the person's time.
+    fired_at = models.DateTimeField()
+    # What was answered ("comment:<id>", "mid:<mid>"): a redelivered event is the same firing.
+    origin_key = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "contact", "origin_key"], name="firing_unique_per_origin"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["trigger", "contact", "fired_at"], name="firing_cooldown_lookup")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} -> {self.contact} at {self.fired_at:%Y-%m-%d %H:%M}"
+
+
+class FlowStatus(models.TextChoices):
+    RUNNING = "running", "Sending its messages"
+    WAITING_TAP = "waiting_tap", "Waiting for a tap or a reply"
+    CHECKING_FOLLOW = "checking_follow", "Checking whether the person follows"
+    WAITING_FOLLOW = "waiting_follow", "Asked the person to follow; waiting for their tap"
+    DONE = "done", "Done"
+    STOPPED = "stopped", "Stopped (a message could not be sent)"
+
+
+class FlowRun(models.Model):
+    """One person's way through a trigger's flow: where they are and what it waits for."""
+
+    account = models.ForeignKey(InstagramAccount, on_delete=models.CASCADE, related_name="flows")
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="flow_runs")
+    contact = models.ForeignKey(
+        "accounts.Contact", on_delete=models.CASCADE, related_name="flow_runs"
+    )
+    # The event that started the run ("comment:<id>", "mid:<mid>"): one run per event.
+    origin_key = models.CharField(max_length=200)
+    comment_id = models.CharField(max_length=64, blank=True)
+    step = models.CharField(max_length=100, blank=True, help_text="Empty: the trigger's messages.")
+    position = models.PositiveIntegerField(default=0, help_text="Index of the current message.")
+    # The event that started the current stretch (the origin, then each tap): part of the
+    # deliveries' dedupe keys, so a redelivered tap sends nothing twice but a new tap does.
+    segment_key = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=FlowStatus.choices, default=FlowStatus.RUNNING, db_index=True
+    )
+    detail = models.TextField(blank=True)
+    waiting_delivery_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "origin_key"], name="flow_run_unique_per_origin"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["contact", "status", "updated_at"], name="flow_run_contact_status")
+        ]
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} for {self.contact} ({self.status})"

@@ -1,10 +1,21 @@
 """Reads for triggers, including which trigger answers a text."""
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from accounts.models import InstagramAccount
-from triggers.matching import Match, match_text
-from triggers.models import MatchMode, Trigger
+from triggers.matching import Candidate, Match, TriggerIndex
+from triggers.models import (
+    FiresOn,
+    MatchMode,
+    Trigger,
+    TriggerEvent,
+    trigger_fires_on,
+    trigger_option,
+)
 
 # Among triggers of equal priority, the more specific mode wins.
 _MODE_SPECIFICITY = {
@@ -14,6 +25,8 @@ _MODE_SPECIFICITY = {
     MatchMode.INTENT: 1,
     MatchMode.ANY: 0,
 }
+# Compiled indexes kept per process (account x event), rebuilt when a trigger changes.
+_INDEX_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -26,8 +39,69 @@ class Decision:
         return self.trigger.match
 
 
+@dataclass(frozen=True)
+class CommentContext:
+    """What kind of comment is answered: comment triggers opt in to replies and live comments."""
+
+    media_id: str = ""
+    is_reply: bool = False
+    is_live: bool = False
+
+
+@dataclass
+class TriggerSet:
+    """An account's enabled triggers for one event, with their compiled matching index."""
+
+    triggers: dict[int, Trigger]
+    index: TriggerIndex
+    version: tuple = field(default=())
+
+
+_cache: OrderedDict[tuple[int, str], TriggerSet] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _candidate(trigger: Trigger) -> Candidate:
+    return Candidate(
+        key=trigger.pk,
+        mode=trigger.match,
+        keywords=tuple(trigger.keywords or ()),
+        examples=tuple(trigger.examples or ()),
+        fuzzy_threshold=trigger_option(trigger, "fuzzy_threshold"),
+        intent_threshold=trigger_option(trigger, "intent_threshold"),
+    )
+
+
+def trigger_set(*, account: InstagramAccount, event: str) -> TriggerSet:
+    """The account's enabled triggers for the event; the index is reused until one changes."""
+    enabled = Trigger.objects.filter(account=account, event=event, enabled=True)
+    version = tuple(enabled.order_by("pk").values_list("pk", "updated_at"))
+    key = (account.pk, event)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and cached.version == version:
+            _cache.move_to_end(key)
+            return cached
+    triggers = {trigger.pk: trigger for trigger in enabled.select_related("account")}
+    built = TriggerSet(
+        triggers=triggers,
+        index=TriggerIndex(
+            _candidate(trigger)
+            for trigger in triggers.values()
+            if trigger_fires_on(trigger) == FiresOn.MATCH
+        ),
+        version=version,
+    )
+    with _cache_lock:
+        _cache[key] = built
+        _cache.move_to_end(key)
+        while len(_cache) > _INDEX_CACHE_SIZE:
+            _cache.popitem(last=False)
+    return built
+
+
 def triggers_enabled(*, account: InstagramAccount, event: str) -> list[Trigger]:
-    return list(Trigger.objects.filter(account=account, event=event, enabled=True))
+    return list(trigger_set(account=account, event=event).triggers.values())
 
 
 def _specificity(trigger: Trigger, match: Match) -> tuple:
@@ -41,22 +115,117 @@ def _specificity(trigger: Trigger, match: Match) -> tuple:
     )
 
 
+def comment_scope_allows(trigger: Trigger, context: CommentContext) -> bool:
+    """Whether a comment trigger listens on this comment (post, replies, live)."""
+    if context.is_reply and not trigger_option(trigger, "include_replies", False):
+        return False
+    if context.is_live and not trigger_option(trigger, "include_live", False):
+        return False
+    if trigger.media_ids:
+        return context.media_id in trigger.media_ids
+    # "The next post I publish" listens on no post until that post is known.
+    return trigger_option(trigger, "scope") != "next_post"
+
+
+def triggers_matching(
+    *,
+    account: InstagramAccount,
+    event: str,
+    text: str,
+    comment: CommentContext | None = None,
+) -> list[Decision]:
+    """Every trigger that would answer, the one that does first."""
+    found = trigger_set(account=account, event=event)
+    decisions = []
+    for key, match in found.index.matches(text).items():
+        trigger = found.triggers[key]
+        if event == TriggerEvent.COMMENT and not comment_scope_allows(
+            trigger, comment or CommentContext()
+        ):
+            continue
+        decisions.append(Decision(trigger, match))
+    decisions.sort(
+        key=lambda decision: _specificity(decision.trigger, decision.match), reverse=True
+    )
+    return decisions
+
+
 def trigger_choose(
-    *, account: InstagramAccount, event: str, text: str, media_id: str = ""
+    *,
+    account: InstagramAccount,
+    event: str,
+    text: str,
+    media_id: str = "",
+    comment: CommentContext | None = None,
 ) -> Decision | None:
     """The one trigger that answers: highest priority, then the most specific match."""
-    best: Decision | None = None
-    for trigger in triggers_enabled(account=account, event=event):
-        if trigger.media_ids and media_id not in trigger.media_ids:
-            continue
-        match = match_text(
-            trigger.match,
-            text,
-            trigger.keywords,
-            fuzzy_threshold=trigger.extra.get("fuzzy_threshold"),
+    if event == TriggerEvent.COMMENT and comment is None:
+        comment = CommentContext(media_id=media_id)
+    decisions = triggers_matching(account=account, event=event, text=text, comment=comment)
+    return decisions[0] if decisions else None
+
+
+def trigger_fallback(
+    *, account: InstagramAccount, event: str, first_message: bool
+) -> Trigger | None:
+    """When no trigger matched: the welcome for a first message, else the default reply."""
+    found = trigger_set(account=account, event=event)
+    wanted = [FiresOn.FIRST_MESSAGE, FiresOn.NO_MATCH] if first_message else [FiresOn.NO_MATCH]
+    for fires_on in wanted:
+        fitting = [t for t in found.triggers.values() if trigger_fires_on(t) == fires_on]
+        if fitting:
+            return max(fitting, key=lambda trigger: (trigger.priority, -trigger.pk))
+    return None
+
+
+def next_post_triggers(*, account: InstagramAccount) -> list[Trigger]:
+    """Comment triggers waiting for the account's next post."""
+    found = trigger_set(account=account, event=TriggerEvent.COMMENT)
+    return [
+        trigger
+        for trigger in found.triggers.values()
+        if not trigger.media_ids and trigger_option(trigger, "scope") == "next_post"
+    ]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What would answer a text on one account: the winner first, then the others that match."""
+
+    account: InstagramAccount
+    decisions: list[Decision]
+    fallback: Trigger | None
+    note: str = ""
+
+    @property
+    def winner(self) -> Trigger | None:
+        return self.decisions[0].trigger if self.decisions else self.fallback
+
+
+def triggers_preview(
+    *,
+    accounts: list[InstagramAccount],
+    event: str,
+    text: str,
+    media_id: str = "",
+    first_message: bool = False,
+) -> list[Preview]:
+    """For the admin's "test a text" page: which trigger would fire, per account, and why."""
+    from triggers import intent
+
+    previews = []
+    for account in accounts:
+        comment = CommentContext(media_id=media_id) if event == TriggerEvent.COMMENT else None
+        decisions = triggers_matching(account=account, event=event, text=text, comment=comment)
+        fallback = None
+        if not decisions and event == TriggerEvent.DM:
+            fallback = trigger_fallback(account=account, event=event, first_message=first_message)
+        note = ""
+        uses_intent = any(
+            trigger.match == MatchMode.INTENT
+            for trigger in trigger_set(account=account, event=event).triggers.values()
         )
-        if match is None:
-            continue
-        if best is None or _specificity(trigger, match) > _specificity(best.trigger, best.match):
-            best = Decision(trigger, match)
-    return best
+        if uses_intent and not intent.intent_available():
+            note = f"Intent triggers cannot match here: {intent.intent_unavailable_reason()}"
+        previews.append(Preview(account, decisions, fallback, note))
+    return previews

@@ -1,12 +1,47 @@
-"""Deciding what to send for an event, then handing it to messaging."""
+"""Deciding what to send for an event, then handing it to messaging.
 
+Exactly one trigger answers an event: the highest priority among those that match, then the
+most specific. A per-contact cool-down stops the same trigger answering the same person
+again too soon; the event is then recorded as answered by nobody, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
 import random
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
 
 from accounts.models import Contact, InstagramAccount
 from messaging import services as messaging_services
-from meta.payloads import CommentEvent
-from triggers.models import Trigger, TriggerEvent
-from triggers.selectors import trigger_choose
+from messaging.models import DeliveryKind
+from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
+from triggers import flows
+from triggers.models import (
+    Trigger,
+    TriggerEvent,
+    TriggerFiring,
+    trigger_cooldown_seconds,
+)
+from triggers.selectors import (
+    CommentContext,
+    Decision,
+    next_post_triggers,
+    trigger_choose,
+    trigger_fallback,
+)
+
+logger = logging.getLogger(__name__)
+
+# Messaging events that carry something a person said or chose, by the trigger event they feed.
+_EVENT_FOR_KIND = {
+    MessagingKind.MESSAGE: TriggerEvent.DM,
+    MessagingKind.QUICK_REPLY: TriggerEvent.DM,
+    MessagingKind.POSTBACK: TriggerEvent.DM,
+    MessagingKind.STORY_REPLY: TriggerEvent.STORY_REPLY,
+    MessagingKind.STORY_MENTION: TriggerEvent.STORY_MENTION,
+}
 
 
 def public_reply_pick(trigger: Trigger) -> str:
@@ -14,13 +49,167 @@ def public_reply_pick(trigger: Trigger) -> str:
     variants = [text for text in trigger.public_replies if text.strip()]
     if not variants:
         return ""
+    # Read fresh: the trigger may be a cached copy, and another worker may have picked since.
+    last = (
+        Trigger.objects.filter(pk=trigger.pk)
+        .values_list("last_public_reply_index", flat=True)
+        .first()
+    )
     indices = list(range(len(variants)))
-    if len(indices) > 1 and trigger.last_public_reply_index in indices:
-        indices.remove(trigger.last_public_reply_index)
+    if len(indices) > 1 and last in indices:
+        indices.remove(last)
     index = random.choice(indices)
     Trigger.objects.filter(pk=trigger.pk).update(last_public_reply_index=index)
     trigger.last_public_reply_index = index
     return variants[index]
+
+
+def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bool:
+    """Record the firing; False when the trigger answered this person too recently."""
+    seconds = trigger_cooldown_seconds(trigger)
+    if seconds > 0:
+        # One person's events are answered one at a time, so two messages sent together
+        # cannot both slip past the cool-down.
+        Contact.objects.select_for_update().filter(pk=contact.pk).first()
+        recent = (
+            TriggerFiring.objects.filter(
+                trigger=trigger,
+                contact=contact,
+                fired_at__gt=origin.occurred_at - timedelta(seconds=seconds),
+            )
+            .exclude(origin_key=origin.key)
+            .exists()
+        )
+        if recent:
+            return True
+    try:
+        with transaction.atomic():
+            TriggerFiring.objects.get_or_create(
+                trigger=trigger,
+                contact=contact,
+                origin_key=origin.key,
+                defaults={"fired_at": origin.occurred_at},
+            )
+    except IntegrityError:
+        pass  # the same event answered concurrently: the delivery dedupe keeps it single
+    return False
+
+
+def _summary(decision_trigger: Trigger, decision: Decision | None, why: str) -> dict:
+    summary = {
+        "outcome": "matched",
+        "trigger": decision_trigger.name,
+        "trigger_id": decision_trigger.pk,
+        "why": why,
+    }
+    if decision is not None:
+        summary.update(
+            mode=decision.mode,
+            keyword=decision.match.keyword,
+            score=round(decision.match.score, 1),
+        )
+    return summary
+
+
+def _answer(
+    *,
+    account: InstagramAccount,
+    trigger: Trigger,
+    contact: Contact,
+    origin: flows.Origin,
+    summary: dict,
+    public_reply_to: str = "",
+) -> dict:
+    """Queue what the trigger sends for this event (public reply, first message, flow)."""
+    if _cooled_down(trigger, contact, origin):
+        seconds = trigger_cooldown_seconds(trigger)
+        return {
+            "outcome": "cooled_down",
+            "trigger": trigger.name,
+            "trigger_id": trigger.pk,
+            "why": f"{trigger.name!r} answered this person less than {seconds} s ago",
+        }
+    deliveries = []
+    if public_reply_to:
+        text = public_reply_pick(trigger)
+        if text:
+            deliveries.append(
+                messaging_services.delivery_create(
+                    account=account,
+                    trigger=trigger,
+                    contact=contact,
+                    kind=DeliveryKind.PUBLIC_REPLY,
+                    dedupe_key=f"public_reply:{origin.comment_id}",
+                    payload={"text": text},
+                    comment_id=origin.comment_id,
+                    recipient=public_reply_to,
+                    interaction_at=origin.occurred_at,
+                    event_id=origin.event_id,
+                    event_received_at=origin.event_received_at,
+                )
+            )
+    if trigger.messages:
+        if flows.needs_run(trigger):
+            run = flows.flow_start(account=account, trigger=trigger, contact=contact, origin=origin)
+            summary["flow_run"] = run.pk
+            if run.waiting_delivery_id:
+                deliveries.append(run.waiting_delivery_id)
+        else:
+            deliveries.append(_single_message(account, trigger, contact, origin))
+    summary["deliveries"] = [d if isinstance(d, int) else d.pk for d in deliveries]
+    return summary
+
+
+def _single_message(
+    account: InstagramAccount, trigger: Trigger, contact: Contact, origin: flows.Origin
+):
+    spec = trigger.messages[0]
+    common = {
+        "account": account,
+        "trigger": trigger,
+        "contact": contact,
+        "interaction_at": origin.occurred_at,
+        "event_id": origin.event_id,
+        "event_received_at": origin.event_received_at,
+    }
+    if origin.comment_id:
+        return messaging_services.delivery_create(
+            **common,
+            kind=DeliveryKind.PRIVATE_REPLY,
+            dedupe_key=f"private_reply:{origin.comment_id}",
+            payload=flows.render_private_reply(spec, None),
+            comment_id=origin.comment_id,
+        )
+    return messaging_services.delivery_create(
+        **common,
+        kind=DeliveryKind.MESSAGE,
+        dedupe_key=f"message:{origin.key}:{trigger.pk}",
+        payload=flows.render(spec, None),
+    )
+
+
+# -- comments -----------------------------------------------------------------------------------
+
+
+def _bind_next_post(account: InstagramAccount, comment: CommentEvent) -> list[str]:
+    """Point "next post" triggers at this post if it was published after they were armed."""
+    waiting = [t for t in next_post_triggers(account=account) if not t.media_ids]
+    if not waiting or not comment.media_id:
+        return []
+    published = messaging_services.media_published_at(account=account, media_id=comment.media_id)
+    if published is None:
+        return []
+    bound = []
+    for trigger in waiting:
+        armed_at = trigger.extra.get("armed_at")
+        armed = datetime.fromisoformat(armed_at) if armed_at else trigger.updated_at
+        if published > armed:
+            trigger.media_ids = [comment.media_id]
+            trigger.extra = {k: v for k, v in trigger.extra.items() if k not in ("scope",)}
+            trigger.extra["bound_from_scope"] = "next_post"
+            trigger.save(update_fields=["media_ids", "extra", "updated_at"])
+            bound.append(trigger.name)
+    return bound
 
 
 def comment_answer(
@@ -35,32 +224,95 @@ def comment_answer(
 
     Returns a summary for the event log: the outcome and, when matched, the deliveries.
     """
-    if comment.is_reply:
-        return {"outcome": "ignored", "why": "a reply to another comment"}
+    is_live = comment.field == "live_comments" or comment.media_product_type.upper() == "LIVE"
+    bound = _bind_next_post(account, comment) if not comment.is_reply else []
+    context = CommentContext(media_id=comment.media_id, is_reply=comment.is_reply, is_live=is_live)
     decision = trigger_choose(
-        account=account, event=TriggerEvent.COMMENT, text=comment.text, media_id=comment.media_id
+        account=account, event=TriggerEvent.COMMENT, text=comment.text, comment=context
     )
     if decision is None:
+        if comment.is_reply:
+            why = "a reply to another comment (no trigger takes replies)"
+            return {"outcome": "ignored", "why": why}
         return {"outcome": "no_match"}
     trigger = decision.trigger
-    private_message = trigger.messages[0] if trigger.messages else None
-    deliveries = messaging_services.deliveries_create_for_comment(
+    origin = flows.Origin(
+        key=f"comment:{comment.comment_id}",
+        occurred_at=comment.occurred_at,
+        event_id=event_id,
+        event_received_at=event_received_at,
+        comment_id=comment.comment_id,
+    )
+    summary = _summary(trigger, decision, "keywords matched")
+    if bound:
+        summary["bound_next_post"] = bound
+    # Only top-level comments take public replies: a reply is answered under its thread;
+    # live comments get the private reply only.
+    public_reply_to = "" if is_live else (comment.parent_id or comment.comment_id)
+    return _answer(
         account=account,
         trigger=trigger,
         contact=contact,
-        comment_id=comment.comment_id,
-        commented_at=comment.occurred_at,
+        origin=origin,
+        summary=summary,
+        public_reply_to=public_reply_to,
+    )
+
+
+# -- direct messages, story replies, story mentions, taps ---------------------------------
+
+
+def message_answer(
+    *,
+    account: InstagramAccount,
+    message: MessagingEvent,
+    contact: Contact,
+    first_message: bool,
+    event_id: int | None,
+    event_received_at,
+) -> dict:
+    """Answer something a person sent: a tap continues its flow; else one trigger answers."""
+    origin = flows.Origin(
+        key=f"mid:{message.mid}" if message.mid else f"at:{message.occurred_at.isoformat()}",
+        occurred_at=message.occurred_at,
         event_id=event_id,
         event_received_at=event_received_at,
-        public_reply_text=public_reply_pick(trigger),
-        private_message=private_message,
     )
-    return {
-        "outcome": "matched",
-        "trigger": trigger.name,
-        "trigger_id": trigger.pk,
-        "mode": decision.mode,
-        "keyword": decision.match.keyword,
-        "score": round(decision.match.score, 1),
-        "deliveries": [delivery.pk for delivery in deliveries],
-    }
+    tap = flows.parse_payload(message.payload)
+    if tap is not None:
+        return flows.flow_tap(account=account, contact=contact, tap=tap, origin=origin)
+    event = _EVENT_FOR_KIND.get(message.kind)
+    if event is None:
+        return {"outcome": "recorded"}
+    text = message.text
+    waiting = flows.flow_waiting_reply(contact=contact, text=text) if event == "dm" else None
+    if waiting is not None and waiting.named:
+        # The person typed an option's title: that is a tap.
+        return flows.flow_tap(account=account, contact=contact, tap=waiting.tap, origin=origin)
+    decision = trigger_choose(account=account, event=event, text=text)
+    if decision is not None:
+        summary = _summary(decision.trigger, decision, "keywords matched")
+        return _answer(
+            account=account,
+            trigger=decision.trigger,
+            contact=contact,
+            origin=origin,
+            summary=summary,
+        )
+    if waiting is not None:
+        return flows.flow_tap(account=account, contact=contact, tap=waiting.tap, origin=origin)
+    fallback = trigger_fallback(account=account, event=event, first_message=first_message)
+    if fallback is None:
+        return {"outcome": "no_match"}
+    why = "first message (welcome)" if first_message and _is_welcome(fallback) else "default reply"
+    return _answer(
+        account=account,
+        trigger=fallback,
+        contact=contact,
+        origin=origin,
+        summary=_summary(fallback, None, why),
+    )
+
+
+def _is_welcome(trigger: Trigger) -> bool:
+    return trigger.extra.get("fires_on") == "first_message"

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from accounts.models import InstagramAccount
 from accounts.selectors import account_by_reference
-from triggers.models import MatchMode, Trigger, TriggerEvent
+from triggers.models import FiresOn, MatchMode, Trigger, TriggerEvent
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,24 @@ KNOWN_FIELDS = (
     "priority",
 )
 MESSAGE_TEXT_LIMIT = 1000
+MESSAGE_WITH_BUTTONS_TEXT_LIMIT = 640
 NAME_MAX_LENGTH = Trigger._meta.get_field("name").max_length
-# Events and modes the trigger file accepts but this version does not answer yet.
-NOT_ANSWERED_YET_EVENTS = {TriggerEvent.STORY_REPLY, TriggerEvent.STORY_MENTION, TriggerEvent.DM}
-NOT_ANSWERED_YET_MODES = {MatchMode.INTENT}
+STEP_NAME_MAX_LENGTH = 100
+CHOICE_TITLE_LIMIT = 20
+MAX_QUICK_REPLIES = 13
+MAX_BUTTONS = 3
+MAX_DELAY_SECONDS = 7 * 86400
+MESSAGE_FIELDS = {
+    "text",
+    "image",
+    "attachment",
+    "buttons",
+    "quick_replies",
+    "delay_seconds",
+    "follow_gate",
+}
+# Options beyond INTERFACE.md's fields (docs/triggers.md), kept in Trigger.extra.
+COMMENT_ONLY_OPTIONS = ("scope", "include_replies", "include_live")
 
 
 class TriggerFileError(ValueError):
@@ -61,27 +75,160 @@ def _string_list(value, where: str, errors: list[str], *, digits: bool = False) 
     return value
 
 
-def _messages(value, where: str, errors: list[str]) -> list[dict]:
+def _is_url(value) -> bool:
+    return isinstance(value, str) and value.startswith(("https://", "http://")) and " " not in value
+
+
+def _title(value, where: str, errors: list[str]) -> None:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(f"{where}: must be a non-empty string.")
+    elif len(value) > CHOICE_TITLE_LIMIT:
+        errors.append(f"{where}: {len(value)} characters; Meta shows at most {CHOICE_TITLE_LIMIT}.")
+
+
+def _next(item: dict, where: str, errors: list[str], steps: set[str]) -> None:
+    target = item.get("next")
+    if not isinstance(target, str) or not target.strip():
+        errors.append(f'{where}.next: names the step a tap leads to, e.g. "next": "link".')
+    elif target not in steps:
+        known = ", ".join(sorted(steps)) or "none defined"
+        errors.append(f"{where}.next: no step {target!r} in this trigger's steps ({known}).")
+
+
+def _message(message, here: str, errors: list[str], steps: set[str]) -> None:
+    if not isinstance(message, dict):
+        errors.append(f'{here}: must be an object like {{"text": "..."}}.')
+        return
+    unknown = sorted(set(message) - MESSAGE_FIELDS)
+    if unknown:
+        errors.append(
+            f"{here}: unknown field(s) {', '.join(unknown)}; "
+            f"a message takes {', '.join(sorted(MESSAGE_FIELDS))}."
+        )
+    text, image = message.get("text"), message.get("image")
+    buttons, quick = message.get("buttons"), message.get("quick_replies")
+    if text is None and image is None and "attachment" not in message:
+        errors.append(f'{here}: needs "text", "image" or "attachment".')
+    if text is not None and image is not None:
+        errors.append(f"{here}: Meta sends text and an image as two messages; split them.")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        errors.append(f"{here}.text: must be a non-empty string.")
+    elif isinstance(text, str):
+        limit = MESSAGE_WITH_BUTTONS_TEXT_LIMIT if buttons else MESSAGE_TEXT_LIMIT
+        if len(text) > limit:
+            errors.append(f"{here}.text: {len(text)} characters; Meta accepts at most {limit}.")
+    if image is not None and not _is_url(image):
+        errors.append(f"{here}.image: must be an http(s) URL of a png or jpeg image.")
+    if buttons is not None:
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= MAX_BUTTONS:
+            errors.append(f"{here}.buttons: a list of 1 to {MAX_BUTTONS} buttons.")
+        else:
+            if not isinstance(text, str):
+                errors.append(f"{here}.buttons: buttons need the message's text.")
+            for index, button in enumerate(buttons):
+                where = f"{here}.buttons[{index}]"
+                if not isinstance(button, dict):
+                    errors.append(f'{where}: {{"title", "url"}} or {{"title", "next"}}.')
+                    continue
+                _title(button.get("title"), f"{where}.title", errors)
+                if ("url" in button) == ("next" in button):
+                    errors.append(f'{where}: give either "url" (a link) or "next" (a step).')
+                elif "url" in button and not _is_url(button["url"]):
+                    errors.append(f"{where}.url: must be an http(s) URL.")
+                elif "next" in button:
+                    _next(button, where, errors, steps)
+    if quick is not None:
+        if not isinstance(quick, list) or not 1 <= len(quick) <= MAX_QUICK_REPLIES:
+            errors.append(f"{here}.quick_replies: a list of 1 to {MAX_QUICK_REPLIES} options.")
+        else:
+            for index, option in enumerate(quick):
+                where = f"{here}.quick_replies[{index}]"
+                if not isinstance(option, dict):
+                    errors.append(f'{where}: must be an object {{"title", "next"}}.')
+                    continue
+                _title(option.get("title"), f"{where}.title", errors)
+                _next(option, where, errors, steps)
+    delay = message.get("delay_seconds")
+    if delay is not None and (
+        not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= MAX_DELAY_SECONDS
+    ):
+        errors.append(f"{here}.delay_seconds: whole seconds from 0 to {MAX_DELAY_SECONDS}.")
+    if "follow_gate" in message and not isinstance(message["follow_gate"], bool):
+        errors.append(f"{here}.follow_gate: must be true or false.")
+
+
+def _messages(value, where: str, errors: list[str], steps: set[str] = frozenset()) -> list[dict]:
     if value is None:
         return []
     if not isinstance(value, list):
         errors.append(f"{where}: must be a list of message objects.")
         return []
     for index, message in enumerate(value):
-        here = f"{where}[{index}]"
-        if not isinstance(message, dict):
-            errors.append(f'{here}: must be an object like {{"text": "..."}}.')
-            continue
-        text = message.get("text")
-        if text is None and "attachment" not in message:
-            errors.append(f'{here}: needs "text" or "attachment".')
-        elif text is not None and (not isinstance(text, str) or not text.strip()):
-            errors.append(f"{here}.text: must be a non-empty string.")
-        elif isinstance(text, str) and len(text) > MESSAGE_TEXT_LIMIT:
-            errors.append(
-                f"{here}.text: {len(text)} characters; Meta accepts at most {MESSAGE_TEXT_LIMIT}."
-            )
+        _message(message, f"{where}[{index}]", errors, steps)
     return value
+
+
+def _steps(value, where: str, errors: list[str]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.append(f'{where}: must map step names to message lists, e.g. {{"link": [...]}}.')
+        return {}
+    names = {name for name in value if isinstance(name, str)}
+    for name, messages in value.items():
+        if not name.strip() or len(name) > STEP_NAME_MAX_LENGTH:
+            errors.append(f"{where}: step names are 1 to {STEP_NAME_MAX_LENGTH} characters.")
+            continue
+        if not isinstance(messages, list) or not messages:
+            errors.append(f"{where}.{name}: must be a non-empty list of messages.")
+            continue
+        _messages(messages, f"{where}.{name}", errors, names)
+    return value
+
+
+def _number(value, where: str, errors: list[str], low: float, high: float) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        errors.append(f"{where}: a number from {low:g} to {high:g}.")
+
+
+def _options(item: dict, event, where: str, errors: list[str]) -> str:
+    """Validate the options beyond INTERFACE.md's fields; returns fires_on."""
+    fires_on = item.get("fires_on", FiresOn.MATCH)
+    if fires_on not in FiresOn.values:
+        errors.append(f"{where}.fires_on: must be one of {', '.join(FiresOn.values)}.")
+    elif fires_on != FiresOn.MATCH and event != TriggerEvent.DM:
+        errors.append(f"{where}.fires_on: default and welcome replies are dm triggers.")
+    if event != TriggerEvent.COMMENT:
+        for name in COMMENT_ONLY_OPTIONS:
+            if name in item:
+                errors.append(f"{where}.{name}: applies to comment triggers only.")
+    scope = item.get("scope")
+    if scope is not None and scope != "next_post":
+        errors.append(f'{where}.scope: the only scope is "next_post" (use media_ids for posts).')
+    if scope == "next_post" and item.get("media_ids"):
+        errors.append(f'{where}.scope: "next_post" waits for a new post; leave media_ids empty.')
+    for name in ("include_replies", "include_live"):
+        if name in item and not isinstance(item[name], bool):
+            errors.append(f"{where}.{name}: must be true or false.")
+    cooldown = item.get("cooldown_seconds")
+    if cooldown is not None and (
+        not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0
+    ):
+        errors.append(f"{where}.cooldown_seconds: whole seconds, 0 or more.")
+    _number(item.get("fuzzy_threshold"), f"{where}.fuzzy_threshold", errors, 50, 100)
+    _number(item.get("intent_threshold"), f"{where}.intent_threshold", errors, 0, 100)
+    gate = item.get("follow_gate")
+    if gate is not None:
+        if not isinstance(gate, dict) or set(gate) - {"text", "button"}:
+            errors.append(f'{where}.follow_gate: an object {{"text": "...", "button": "..."}}.')
+        else:
+            if "text" in gate and (not isinstance(gate["text"], str) or not gate["text"].strip()):
+                errors.append(f"{where}.follow_gate.text: must be a non-empty string.")
+            if "button" in gate:
+                _title(gate["button"], f"{where}.follow_gate.button", errors)
+    return fires_on
 
 
 def parse_trigger_file(data: object) -> list[TriggerSpec]:
@@ -117,15 +264,21 @@ def parse_trigger_file(data: object) -> list[TriggerSpec]:
             errors.append(f"{where}.match: must be one of {', '.join(MatchMode.values)}.")
         keywords = _string_list(item.get("keywords"), f"{where}.keywords", errors)
         examples = _string_list(item.get("examples"), f"{where}.examples", errors)
-        if match in (MatchMode.EXACT, MatchMode.CONTAINS, MatchMode.FUZZY) and not keywords:
+        fires_on = _options(item, event, where, errors)
+        if event == TriggerEvent.STORY_MENTION and match != MatchMode.ANY:
+            errors.append(f'{where}.match: a story mention has no text; use "match": "any".')
+        if fires_on != FiresOn.MATCH:
+            pass  # default and welcome replies answer whatever was said
+        elif match in (MatchMode.EXACT, MatchMode.CONTAINS, MatchMode.FUZZY) and not keywords:
             errors.append(f"{where}.keywords: match {match!r} needs at least one keyword.")
-        if match == MatchMode.INTENT and not (keywords or examples):
+        elif match == MatchMode.INTENT and not (keywords or examples):
             errors.append(f"{where}: an intent trigger needs keywords or examples.")
         media_ids = _string_list(item.get("media_ids"), f"{where}.media_ids", errors, digits=True)
         public_replies = _string_list(item.get("public_replies"), f"{where}.public_replies", errors)
         if event != TriggerEvent.COMMENT and (media_ids or public_replies):
             errors.append(f"{where}: media_ids and public_replies apply to comment triggers only.")
-        messages = _messages(item.get("messages"), f"{where}.messages", errors)
+        steps = _steps(item.get("steps"), f"{where}.steps", errors)
+        messages = _messages(item.get("messages"), f"{where}.messages", errors, set(steps))
         if not messages and not public_replies:
             errors.append(f"{where}: needs messages or public_replies, or it would send nothing.")
         enabled = item.get("enabled", True)
@@ -164,6 +317,31 @@ def parse_trigger_file(data: object) -> list[TriggerSpec]:
     return specs
 
 
+def _warnings(spec: TriggerSpec, label: str) -> list[str]:
+    """Valid but probably not what the marketer meant."""
+    from triggers import intent
+
+    warnings = []
+    values = spec.values
+    if values["match"] == MatchMode.INTENT and not intent.intent_available():
+        warnings.append(
+            f"{label}: intent matching is unavailable here ({intent.intent_unavailable_reason()});"
+            " the trigger will not match until it is installed."
+        )
+    messages = values["messages"]
+    first = messages[0] if messages else {}
+    if (
+        values["event"] == TriggerEvent.COMMENT
+        and len(messages) > 1
+        and not (first.get("quick_replies") or any("next" in b for b in first.get("buttons", [])))
+    ):
+        warnings.append(
+            f"{label}: only the first message can go as the private reply; the rest need the "
+            "person to write back (24-hour window). Add a quick reply to the first message."
+        )
+    return warnings
+
+
 @dataclass
 class ImportSummary:
     created: int = 0
@@ -189,15 +367,7 @@ def triggers_import(specs: list[TriggerSpec]) -> ImportSummary:
             summary.updated += 1
         else:
             summary.unchanged += 1
-        label = f"{values['name']} (@{spec.account.username})"
-        if values["event"] in NOT_ANSWERED_YET_EVENTS:
-            summary.warnings.append(
-                f"{label}: {values['event']} triggers are stored but not answered by this version."
-            )
-        if values["match"] in NOT_ANSWERED_YET_MODES:
-            summary.warnings.append(
-                f"{label}: intent matching is stored but not evaluated by this version."
-            )
+        summary.warnings += _warnings(spec, f"{values['name']} (@{spec.account.username})")
     return summary
 
 

@@ -156,12 +156,25 @@ def _handle_messaging(item: MessagingEvent, event: WebhookEvent) -> dict:
     account = account_for_instagram_id(item.account_id)
     if account is None:
         return {**base, "outcome": "ignored", "why": f"no connected account {item.account_id}"}
-    if item.opens_window and item.sender_id and not account.owns_id(item.sender_id):
-        account_services.contact_record_message(
-            account=account, igsid=item.sender_id, interacted_at=item.occurred_at
-        )
-        return {**base, "outcome": "recorded", "why": "interaction recorded (window opened)"}
-    return {**base, "outcome": "recorded"}
+    if item.is_echo or (item.sender_id and account.owns_id(item.sender_id)):
+        return {**base, "outcome": "recorded", "why": "the account's own message (never answered)"}
+    if not item.sender_id:
+        return {**base, "outcome": "ignored", "why": "the message names no sender"}
+    if not item.opens_window:
+        # Reactions, reads, unsent messages: recorded, nothing to answer.
+        return {**base, "outcome": "recorded"}
+    contact, first_message = account_services.contact_record_inbound(
+        account=account, igsid=item.sender_id, interacted_at=item.occurred_at
+    )
+    outcome = trigger_services.message_answer(
+        account=account,
+        message=item,
+        contact=contact,
+        first_message=first_message,
+        event_id=event.pk,
+        event_received_at=event.received_at,
+    )
+    return {**base, "window": "opened", **outcome}
 
 
 def _handle(item, event: WebhookEvent) -> dict:
@@ -178,7 +191,7 @@ def _handle(item, event: WebhookEvent) -> dict:
 
 def _overall_state(results: list[dict]) -> str:
     outcomes = {result["outcome"] for result in results}
-    if "matched" in outcomes:
+    if outcomes & {"matched", "cooled_down"}:
         return EventState.PROCESSED
     if "no_match" in outcomes:
         return EventState.NO_MATCH

@@ -93,6 +93,19 @@ def test_zero_config_demo_answers_a_comment(tmp_path):
 
         records = wait_until(sent_records, 20, "both deliveries recorded as sent")
         assert {record["kind"] for record in records} == {"public_reply", "private_reply"}
+
+        # The flow: a "link" comment gets a private reply with a button; replying with the
+        # button's title continues the flow and the link goes out as a DM.
+        url = f"http://127.0.0.1:{web_port}/webhooks/instagram/"
+        _manage(env, "simulate_comment", "link pls", "--from-id", "1789000000000077", "--url", url)
+        offer = control.wait_for("private_reply", 2, timeout=30)[-1]
+        assert offer["body"]["message"]["quick_replies"][0]["title"] == "Send me the link"
+        _manage(
+            env, "simulate_message", "Send me the link", "--from-id", "1789000000000077",
+            "--url", url,
+        )  # fmt: skip
+        (link,) = control.wait_for("send_message", 1, timeout=30)
+        assert link["body"]["message"] == {"text": "Here you go: https://example.com/link"}
         assert (tmp_path / "var" / "db.sqlite3").exists()
     finally:
         for process in reversed(processes):

@@ -195,7 +195,24 @@ def test_import_keeps_unknown_fields(tmp_path):
     assert Trigger.objects.get().extra == {"cooldown_minutes": 30}
 
 
-def test_import_warns_about_triggers_this_version_does_not_answer(tmp_path):
+def test_import_warns_when_later_messages_of_a_comment_trigger_need_a_reply(tmp_path):
+    account = InstagramAccountFactory()
+    entry = trigger_entry(account, messages=[{"text": "Here it is"}, {"text": "And a bonus"}])
+    stderr = io.StringIO()
+
+    call_command(
+        "import_triggers",
+        write_file(tmp_path, {"triggers": [entry]}),
+        stdout=io.StringIO(),
+        stderr=stderr,
+    )
+
+    assert Trigger.objects.filter(name="Guide giveaway").exists()
+    assert "warning" in stderr.getvalue()
+    assert "quick reply" in stderr.getvalue()
+
+
+def test_dm_triggers_import_without_warnings(tmp_path):
     account = InstagramAccountFactory()
     entry = trigger_entry(account, event="dm", public_replies=[])
     stderr = io.StringIO()
@@ -208,7 +225,7 @@ def test_import_warns_about_triggers_this_version_does_not_answer(tmp_path):
     )
 
     assert Trigger.objects.filter(event="dm").exists()
-    assert "warning" in stderr.getvalue()
+    assert stderr.getvalue() == ""
 
 
 def test_message_text_of_exactly_the_limit_is_accepted(tmp_path):
@@ -340,6 +357,79 @@ BAD_ENTRIES = {
     "priority a float": (_set(priority=1.5), "priority"),
     "priority a bool": (_set(priority=True), "priority"),
     "intent without examples": (_set(match="intent", keywords=[]), "intent"),
+    # Flows and options (docs/triggers.md).
+    "quick reply to a missing step": (
+        _set(messages=[{"text": "Want it?", "quick_replies": [{"title": "Yes", "next": "nope"}]}]),
+        "no step 'nope'",
+    ),
+    "quick reply title over 20": (
+        _set(
+            messages=[{"text": "?", "quick_replies": [{"title": "x" * 21, "next": "a"}]}],
+            steps={"a": [{"text": "a"}]},
+        ),
+        "20",
+    ),
+    "14 quick replies": (
+        _set(
+            messages=[{"text": "?", "quick_replies": [{"title": "t", "next": "a"}] * 14}],
+            steps={"a": [{"text": "a"}]},
+        ),
+        "13",
+    ),
+    "button with url and next": (
+        _set(
+            messages=[
+                {"text": "?", "buttons": [{"title": "t", "url": "https://x.io", "next": "a"}]}
+            ],
+            steps={"a": [{"text": "a"}]},
+        ),
+        "either",
+    ),
+    "four buttons": (
+        _set(messages=[{"text": "?", "buttons": [{"title": "t", "url": "https://x.io"}] * 4}]),
+        "buttons",
+    ),
+    "button link not a URL": (
+        _set(messages=[{"text": "?", "buttons": [{"title": "t", "url": "example"}]}]),
+        "url",
+    ),
+    "text over 640 with buttons": (
+        _set(messages=[{"text": "x" * 641, "buttons": [{"title": "t", "url": "https://x.io"}]}]),
+        "640",
+    ),
+    "text and image together": (
+        _set(messages=[{"text": "hi", "image": "https://x.io/a.jpg"}]),
+        "two messages",
+    ),
+    "misspelt message field": (
+        _set(messages=[{"text": "hi", "quick_reply": []}]),
+        "unknown field",
+    ),
+    "negative delay": (_set(messages=[{"text": "hi", "delay_seconds": -1}]), "delay_seconds"),
+    "delay over a week": (
+        _set(messages=[{"text": "hi", "delay_seconds": 8 * 86400}]),
+        "delay_seconds",
+    ),
+    "steps not an object": (_set(steps=["a"]), "steps"),
+    "empty step": (_set(steps={"a": []}), "steps.a"),
+    "bad fires_on": (_set(fires_on="sometimes"), "fires_on"),
+    "default reply on comments": (_set(fires_on="no_match"), "dm triggers"),
+    "bad scope": (_set(scope="last_post"), "scope"),
+    "next post with media ids": (
+        _set(scope="next_post", media_ids=["17900000000000001"]),
+        "next_post",
+    ),
+    "include_replies on a dm": (
+        _set(event="dm", public_replies=[], include_replies=True),
+        "comment",
+    ),
+    "cooldown negative": (_set(cooldown_seconds=-5), "cooldown_seconds"),
+    "fuzzy threshold over 100": (_set(match="fuzzy", fuzzy_threshold=101), "fuzzy_threshold"),
+    "follow gate button too long": (_set(follow_gate={"button": "x" * 30}), "follow_gate.button"),
+    "story mention with keywords": (
+        _set(event="story_mention", public_replies=[], match="contains"),
+        "match",
+    ),
 }
 
 
@@ -467,3 +557,63 @@ def test_help(command, capsys):
 
     assert excinfo.value.code == 0
     assert "trigger file" in capsys.readouterr().out.lower()
+
+
+FLOW_ENTRY = {
+    "event": "comment",
+    "match": "fuzzy",
+    "keywords": ["guide"],
+    "fuzzy_threshold": 85,
+    "public_replies": ["Check your DMs"],
+    "messages": [
+        {
+            "text": "Want the guide?",
+            "quick_replies": [{"title": "Send me the link", "next": "link"}],
+        }
+    ],
+    "steps": {
+        "link": [
+            {"text": "Here it is: https://example.com/guide", "follow_gate": True},
+            {"image": "https://example.com/cover.jpg", "delay_seconds": 60},
+            {
+                "text": "More?",
+                "buttons": [
+                    {"title": "Shop", "url": "https://example.com/shop"},
+                    {"title": "Yes", "next": "more"},
+                ],
+            },
+        ],
+        "more": [{"text": "Bonus: https://example.com/bonus"}],
+    },
+    "follow_gate": {"text": "Follow @{username} first", "button": "I follow now"},
+    "cooldown_seconds": 3600,
+    "include_replies": True,
+    "scope": "next_post",
+}
+
+
+def test_a_flow_trigger_round_trips_unchanged(tmp_path):
+    account = InstagramAccountFactory()
+    entry = trigger_entry(account, examples=[], **FLOW_ENTRY)
+    import_triggers(write_file(tmp_path, {"triggers": [entry]}))
+
+    exported = export_triggers()
+
+    assert exported == {"triggers": [entry]}
+    before = trigger_rows()
+    assert "unchanged" in import_triggers(write_file(tmp_path, exported))
+    assert trigger_rows() == before
+
+
+def test_default_and_welcome_replies_need_no_keywords(tmp_path):
+    account = InstagramAccountFactory()
+    entries = [
+        trigger_entry(account, name="Default", event="dm", public_replies=[], match="any",
+                      keywords=[], fires_on="no_match"),
+        trigger_entry(account, name="Welcome", event="dm", public_replies=[], keywords=[],
+                      fires_on="first_message", cooldown_seconds=0),
+        trigger_entry(account, name="Mention", event="story_mention", public_replies=[],
+                      match="any", keywords=[]),
+    ]  # fmt: skip
+    import_triggers(write_file(tmp_path, {"triggers": entries}))
+    assert Trigger.objects.count() == 3

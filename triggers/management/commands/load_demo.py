@@ -23,7 +23,45 @@ DEMO_TRIGGERS = {
             "messages": [{"text": "Here is the guide: https://example.com/guide"}],
             "enabled": True,
             "priority": 0,
-        }
+        },
+        {
+            "account": DEMO_USERNAME,
+            "name": "Link with a button",
+            "event": "comment",
+            "match": "fuzzy",
+            "keywords": ["link"],
+            "public_replies": ["Check your DMs!"],
+            "messages": [
+                {
+                    "text": "Want the link? Tap below and it's yours.",
+                    "quick_replies": [{"title": "Send me the link", "next": "link"}],
+                }
+            ],
+            "steps": {"link": [{"text": "Here you go: https://example.com/link"}]},
+        },
+        {
+            "account": DEMO_USERNAME,
+            "name": "Price question",
+            "event": "dm",
+            "match": "fuzzy",
+            "keywords": ["price", "cost"],
+            "messages": [{"text": "The guide is free; the course is 49 EUR."}],
+        },
+        {
+            "account": DEMO_USERNAME,
+            "name": "Thanks for the mention",
+            "event": "story_mention",
+            "match": "any",
+            "messages": [{"text": "Thanks for the shout-out! 💜"}],
+        },
+        {
+            "account": DEMO_USERNAME,
+            "name": "Default reply",
+            "event": "dm",
+            "match": "any",
+            "fires_on": "no_match",
+            "messages": [{"text": "Thanks for your message! We'll answer soon."}],
+        },
     ]
 }
 
@@ -31,7 +69,9 @@ DEMO_TRIGGERS = {
 class Command(BaseCommand):
     help = (
         "Load demo data: a workspace, a connected demo account (talking to the local Graph "
-        'API stand-in) and a comment trigger "GUIDE"; with DEBUG on, also an admin login.'
+        'API stand-in) and demo triggers (comment "GUIDE", a "LINK" flow with a button, a DM '
+        "price question, a story-mention thank-you, a default reply); with DEBUG on, also an "
+        "admin login."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,7 +90,8 @@ class Command(BaseCommand):
         summary = triggers_import(parse_trigger_file(DEMO_TRIGGERS))
         self.stdout.write(
             f"Demo account @{account.username} ({account.ig_user_id}) in {DEMO_WORKSPACE!r}; "
-            f"trigger 'Guide giveaway': {summary.created} created, {summary.updated} updated."
+            f"{len(DEMO_TRIGGERS['triggers'])} demo triggers: {summary.created} created, "
+            f"{summary.updated} updated."
         )
         if not settings.DEBUG:
             raise CommandError("Not creating the demo admin login: DEBUG is off.")

@@ -1,0 +1,327 @@
+"""Every event type through processing: which trigger answers, and what is sent.
+
+Bodies are built from Meta's documented shapes (meta.samples); sends go through the real
+Graph client against `responses`.
+"""
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Contact
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from meta import samples
+from tests.conftest import GRAPH
+from tests.factories import ContactFactory, InstagramAccountFactory, TriggerFactory
+from triggers.models import TriggerFiring
+from webhooks import services
+from webhooks.models import EventState
+
+pytestmark = pytest.mark.django_db
+PERSON = "1789000000000001"
+
+
+@pytest.fixture
+def account():
+    return InstagramAccountFactory()
+
+
+@pytest.fixture
+def graph(mocked_graph, account):
+    """Meta answering every send; `sent()` lists what reached it."""
+    mocked_graph.add(
+        "POST",
+        re.compile(rf"{GRAPH}/\d+/messages"),
+        json={"recipient_id": PERSON, "message_id": "m.ok"},
+    )
+    mocked_graph.add("POST", re.compile(rf"{GRAPH}/\d+/replies"), json={"id": "17900000000000001"})
+
+    def sent() -> list[dict]:
+        out = []
+        for call in mocked_graph.calls:
+            if call.request.method != "POST":
+                continue
+            if call.request.url.endswith("/replies"):
+                out.append({"public_reply": call.request.url.split("/")[-2]})
+            else:
+                out.append(json.loads(call.request.body))
+        return out
+
+    mocked_graph.sent = sent
+    return mocked_graph
+
+
+@pytest.fixture
+def process(django_capture_on_commit_callbacks):
+    def _process(body: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            event = services.webhook_event_receive(raw_body=json.dumps(body).encode()).event
+        event.refresh_from_db()
+        return event
+
+    return _process
+
+
+def dm(account, text, **kwargs):
+    return samples.message_body(
+        account_id=account.ig_user_id, sender_id=PERSON, text=text, **kwargs
+    )
+
+
+def texts(graph) -> list[str]:
+    return [item["message"].get("text", "") for item in graph.sent() if "message" in item]
+
+
+# --- direct messages ---------------------------------------------------------------------------
+def test_dm_keyword_answers_with_a_message_to_the_sender(account, graph, process):
+    trigger = TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[],
+        messages=[{"text": "It is 20 EUR"}],
+    )  # fmt: skip
+
+    event = process(dm(account, "What's the PRICE?"))
+
+    assert event.state == EventState.PROCESSED
+    assert event.result[0]["trigger"] == trigger.name
+    (sent,) = graph.sent()
+    assert sent["recipient"] == {"id": PERSON}
+    assert sent["message"] == {"text": "It is 20 EUR"}
+    delivery = Delivery.objects.get()
+    assert (delivery.kind, delivery.status) == (DeliveryKind.MESSAGE, DeliveryStatus.SENT)
+    assert Contact.objects.get(igsid=PERSON).last_interaction_at is not None
+
+
+def test_dm_matching_nothing_is_kept_as_no_match(account, graph, process):
+    TriggerFactory(account=account, event="dm", keywords=["price"], public_replies=[])
+    event = process(dm(account, "hello there"))
+    assert event.state == EventState.NO_MATCH
+    assert graph.sent() == []
+
+
+def test_redelivered_dm_in_another_batch_sends_once(account, graph, process):
+    TriggerFactory(account=account, event="dm", keywords=["price"], public_replies=[])
+    body = dm(account, "price", mid="mid.same")
+    process(body)
+    batched = dm(account, "price", mid="mid.same")
+    batched["entry"][0]["time"] += 1  # other bytes, same message
+    process(batched)
+    assert len(graph.sent()) == 1
+
+
+def test_comment_keyword_trigger_does_not_answer_a_dm(account, graph, process):
+    TriggerFactory(account=account, event="comment", keywords=["price"])
+    assert process(dm(account, "price")).state == EventState.NO_MATCH
+
+
+# --- default reply and welcome -------------------------------------------------------------
+def _default_and_welcome(account):
+    TriggerFactory(
+        account=account, event="dm", match="any", keywords=[], public_replies=[],
+        messages=[{"text": "Thanks, we'll get back to you"}], extra={"fires_on": "no_match"},
+    )  # fmt: skip
+    TriggerFactory(
+        account=account, event="dm", match="any", keywords=[], public_replies=[],
+        messages=[{"text": "Welcome!"}], extra={"fires_on": "first_message"},
+    )  # fmt: skip
+    TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[],
+        messages=[{"text": "20 EUR"}],
+    )  # fmt: skip
+
+
+def test_first_message_gets_the_welcome_then_the_default_reply(account, graph, process):
+    _default_and_welcome(account)
+    process(dm(account, "hi!"))
+    process(dm(account, "are you there?", occurred_at=timezone.now().timestamp() + 5))
+    assert texts(graph) == ["Welcome!", "Thanks, we'll get back to you"]
+
+
+def test_keyword_wins_over_welcome_and_default(account, graph, process):
+    _default_and_welcome(account)
+    process(dm(account, "price?"))
+    assert texts(graph) == ["20 EUR"]
+
+
+def test_default_reply_is_rate_limited_per_contact(account, graph, process):
+    _default_and_welcome(account)
+    ContactFactory(account=account, igsid=PERSON, last_interaction_at=timezone.now())
+    now = timezone.now().timestamp()
+    first = process(dm(account, "hello", occurred_at=now))
+    second = process(dm(account, "hello again", occurred_at=now + 60))
+    assert texts(graph) == ["Thanks, we'll get back to you"]
+    assert first.result[0]["outcome"] == "matched"
+    assert second.result[0]["outcome"] == "cooled_down"
+    assert second.state == EventState.PROCESSED
+    # A day later the default reply answers again.
+    process(dm(account, "still there?", occurred_at=now + 86400 + 120))
+    assert len(texts(graph)) == 2
+
+
+def test_cooldown_stops_the_same_trigger_answering_the_same_person(account, graph, process):
+    TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[],
+        extra={"cooldown_seconds": 600},
+    )  # fmt: skip
+    now = timezone.now().timestamp()
+    process(dm(account, "price", occurred_at=now))
+    process(dm(account, "price??", occurred_at=now + 30))
+    other = samples.message_body(
+        account_id=account.ig_user_id, sender_id="1789000000000002", text="price",
+        occurred_at=now + 40,
+    )  # fmt: skip
+    process(other)
+    assert [item["recipient"]["id"] for item in graph.sent()] == [PERSON, "1789000000000002"]
+    assert TriggerFiring.objects.count() == 2
+
+
+# --- stories -------------------------------------------------------------------------------
+def test_story_reply_on_keywords_and_on_any_reply(account, graph, process):
+    TriggerFactory(
+        account=account, event="story_reply", keywords=["link"], public_replies=[],
+        messages=[{"text": "Here's the link"}], priority=1,
+    )  # fmt: skip
+    TriggerFactory(
+        account=account, event="story_reply", match="any", keywords=[], public_replies=[],
+        messages=[{"text": "Thanks for replying to our story"}],
+    )  # fmt: skip
+    process(samples.story_reply_body(account_id=account.ig_user_id, sender_id=PERSON, text="link?"))
+    process(
+        samples.story_reply_body(
+            account_id=account.ig_user_id, sender_id="1789000000000003", text="wow"
+        )
+    )
+    assert texts(graph) == ["Here's the link", "Thanks for replying to our story"]
+
+
+def test_story_reply_does_not_fire_dm_triggers(account, graph, process):
+    TriggerFactory(account=account, event="dm", keywords=["link"], public_replies=[])
+    event = process(
+        samples.story_reply_body(account_id=account.ig_user_id, sender_id=PERSON, text="link")
+    )
+    assert event.state == EventState.NO_MATCH
+
+
+def test_story_mention_thanks_once_per_cooldown(account, graph, process):
+    TriggerFactory(
+        account=account, event="story_mention", match="any", keywords=[], public_replies=[],
+        messages=[{"text": "Thanks for the mention!"}],
+    )  # fmt: skip
+    now = timezone.now().timestamp()
+    body = samples.story_mention_body
+    process(body(account_id=account.ig_user_id, sender_id=PERSON, occurred_at=now))
+    again = process(body(account_id=account.ig_user_id, sender_id=PERSON, occurred_at=now + 3600))
+    assert texts(graph) == ["Thanks for the mention!"]
+    assert again.result[0]["outcome"] == "cooled_down"
+
+
+# --- things that never trigger ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda a: samples.echo_body(account_id=a.ig_user_id, recipient_id=PERSON, text="price"),
+        lambda a: samples.deleted_body(account_id=a.ig_user_id, sender_id=PERSON),
+        lambda a: samples.reaction_body(account_id=a.ig_user_id, sender_id=PERSON),
+        lambda a: samples.read_body(account_id=a.ig_user_id, sender_id=PERSON),
+        lambda a: samples.message_body(
+            account_id=a.ig_user_id, sender_id=a.ig_user_id, text="price"
+        ),
+    ],
+    ids=["echo", "deleted", "reaction", "read", "own-message"],
+)
+def test_events_that_are_recorded_but_never_answered(account, graph, process, build):
+    TriggerFactory(
+        account=account, event="dm", match="any", keywords=[], public_replies=[],
+        extra={"fires_on": "no_match"},
+    )  # fmt: skip
+    TriggerFactory(account=account, event="dm", keywords=["price"], public_replies=[])
+    event = process(build(account))
+    assert event.state == EventState.IGNORED
+    assert event.result[0]["outcome"] == "recorded"
+    assert graph.sent() == []
+    assert not Contact.objects.filter(last_interaction_at__isnull=False).exists()
+
+
+def test_referral_opens_the_window_without_answering(account, graph, process):
+    TriggerFactory(account=account, event="dm", match="any", keywords=[], public_replies=[])
+    event = process(samples.referral_body(account_id=account.ig_user_id, sender_id=PERSON))
+    assert graph.sent() == []
+    assert event.result[0]["window"] == "opened"
+    assert Contact.objects.get(igsid=PERSON).last_interaction_at is not None
+
+
+# --- comments: replies, live, next post ----------------------------------------------------------
+def test_reply_to_a_comment_is_answered_only_by_triggers_that_take_replies(account, graph, process):
+    trigger = TriggerFactory(account=account, keywords=["guide"])
+    reply = samples.comment_body(
+        account_id=account.ig_user_id, text="guide", comment_id="2002", parent_id="2001"
+    )
+    assert process(reply).result[0]["outcome"] == "ignored"
+    trigger.extra = {"include_replies": True}
+    trigger.save()
+    reply = samples.comment_body(
+        account_id=account.ig_user_id, text="guide", comment_id="2003", parent_id="2001"
+    )
+    event = process(reply)
+    assert event.state == EventState.PROCESSED
+    sent = graph.sent()
+    # The public reply goes under the top-level comment; the private reply to the reply's author.
+    assert {"public_reply": "2001"} in sent
+    assert {"comment_id": "2003"} in [item.get("recipient") for item in sent]
+
+
+def test_live_comment_gets_a_private_reply_only_when_the_trigger_takes_live(
+    account, graph, process
+):
+    trigger = TriggerFactory(account=account, keywords=["guide"])
+    body = samples.live_comment_body(account_id=account.ig_user_id, text="guide", comment_id="3001")
+    assert process(body).state == EventState.NO_MATCH
+    trigger.extra = {"include_live": True}
+    trigger.save()
+    body = samples.live_comment_body(account_id=account.ig_user_id, text="guide", comment_id="3002")
+    process(body)
+    assert graph.sent() == [
+        {
+            "recipient": {"comment_id": "3002"},
+            "message": {"text": "Here is the guide: https://example.com"},
+        }
+    ]
+
+
+@pytest.mark.parametrize("published_after_arming", [True, False])
+def test_next_post_trigger_binds_to_a_post_published_after_it_was_armed(
+    account, graph, process, published_after_arming
+):
+    trigger = TriggerFactory(account=account, keywords=["guide"], extra={"scope": "next_post"})
+    published = trigger.updated_at + timedelta(minutes=5 if published_after_arming else -5)
+    graph.get(
+        f"{GRAPH}/18000000000000042",
+        json={"id": "18000000000000042", "timestamp": published.strftime("%Y-%m-%dT%H:%M:%S+0000")},
+    )
+    event = process(
+        samples.comment_body(
+            account_id=account.ig_user_id, text="guide", media_id="18000000000000042"
+        )
+    )
+    trigger.refresh_from_db()
+    if published_after_arming:
+        assert trigger.media_ids == ["18000000000000042"]
+        assert "scope" not in trigger.extra
+        assert event.state == EventState.PROCESSED
+    else:
+        assert trigger.media_ids == []
+        assert event.state == EventState.NO_MATCH
+        assert graph.sent() == []
+
+
+def test_comment_cooldown_per_person(account, graph, process):
+    TriggerFactory(account=account, keywords=["guide"], extra={"cooldown_seconds": 3600})
+    now = timezone.now().timestamp()
+    process(samples.comment_body(account_id=account.ig_user_id, text="guide", occurred_at=now))
+    second = process(
+        samples.comment_body(account_id=account.ig_user_id, text="guide!!", occurred_at=now + 9)
+    )
+    assert second.result[0]["outcome"] == "cooled_down"
+    assert len(graph.sent()) == 2  # one public and one private reply, for the first comment

@@ -1,0 +1,340 @@
+"""Flows: quick replies and buttons that open the window, delays, the follow gate."""
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from messaging import services as messaging_services
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from meta import samples
+from tests.conftest import GRAPH
+from tests.factories import InstagramAccountFactory, TriggerFactory
+from triggers import flows
+from triggers.models import FlowRun, FlowStatus
+from webhooks import services
+
+pytestmark = pytest.mark.django_db
+PERSON = "1789000000000001"
+LINK_FLOW = {
+    "messages": [
+        {
+            "text": "Want the guide?",
+            "quick_replies": [{"title": "Send me the link", "next": "link"}],
+        }
+    ],
+    "steps": {"link": [{"text": "Here it is: https://example.com/guide"}]},
+}
+
+
+@pytest.fixture
+def account():
+    return InstagramAccountFactory()
+
+
+@pytest.fixture
+def graph(mocked_graph, account):
+    mocked_graph.add(
+        "POST",
+        re.compile(rf"{GRAPH}/\d+/messages"),
+        json={"recipient_id": PERSON, "message_id": "m.ok"},
+    )
+    mocked_graph.add("POST", re.compile(rf"{GRAPH}/\d+/replies"), json={"id": "17900000000000001"})
+
+    def sent() -> list[dict]:
+        return [
+            json.loads(call.request.body)
+            for call in mocked_graph.calls
+            if call.request.method == "POST" and call.request.url.endswith("/messages")
+        ]
+
+    mocked_graph.sent = sent
+    return mocked_graph
+
+
+@pytest.fixture
+def process(django_capture_on_commit_callbacks):
+    def _process(body: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            event = services.webhook_event_receive(raw_body=json.dumps(body).encode()).event
+        event.refresh_from_db()
+        return event
+
+    return _process
+
+
+def flow_trigger(account, **overrides):
+    fields = {
+        "account": account,
+        "keywords": ["guide"],
+        "public_replies": ["Check your DMs"],
+        "messages": LINK_FLOW["messages"],
+        "extra": {"steps": LINK_FLOW["steps"]},
+    }
+    fields.update(overrides)
+    return TriggerFactory(**fields)
+
+
+def comment(account, comment_id="4001", **kwargs):
+    return samples.comment_body(
+        account_id=account.ig_user_id, text="guide", comment_id=comment_id, from_id=PERSON, **kwargs
+    )
+
+
+def tap(account, payload, title="Send me the link", **kwargs):
+    return samples.quick_reply_body(
+        account_id=account.ig_user_id, sender_id=PERSON, title=title, payload=payload, **kwargs
+    )
+
+
+def test_private_reply_carries_the_quick_reply_and_the_tap_sends_the_link(account, graph, process):
+    flow_trigger(account)
+
+    process(comment(account))
+
+    (private,) = graph.sent()
+    run = FlowRun.objects.get()
+    assert private["recipient"] == {"comment_id": "4001"}
+    assert private["message"] == {
+        "text": "Want the guide?",
+        "quick_replies": [
+            {"content_type": "text", "title": "Send me the link", "payload": f"flow:{run.pk}:link"}
+        ],
+    }
+    assert run.status == FlowStatus.WAITING_TAP
+
+    event = process(tap(account, f"flow:{run.pk}:link"))
+
+    assert event.result[0]["outcome"] == "matched"
+    link = graph.sent()[-1]
+    assert link == {
+        "recipient": {"id": PERSON},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Here it is: https://example.com/guide"},
+    }
+    run.refresh_from_db()
+    assert run.status == FlowStatus.DONE
+    assert (
+        Delivery.objects.filter(kind=DeliveryKind.MESSAGE, status=DeliveryStatus.SENT).count() == 1
+    )
+
+
+def test_a_redelivered_tap_sends_nothing_twice_but_a_new_tap_does(account, graph, process):
+    flow_trigger(account)
+    process(comment(account))
+    run = FlowRun.objects.get()
+    body = tap(account, f"flow:{run.pk}:link")
+    process(body)
+    again = json.loads(json.dumps(body))
+    again["entry"][0]["time"] += 1  # same tap (same mid), other bytes
+    process(again)
+    assert len(graph.sent()) == 2
+    process(tap(account, f"flow:{run.pk}:link"))  # the person taps once more
+    assert len(graph.sent()) == 3
+
+
+def test_a_typed_reply_naming_the_option_continues_the_flow(account, graph, process):
+    flow_trigger(account)
+    process(comment(account))
+    process(
+        samples.message_body(
+            account_id=account.ig_user_id, sender_id=PERSON, text="send me the LINK!"
+        )
+    )
+    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+
+
+def test_a_tap_from_someone_else_or_on_a_deleted_flow_is_ignored(account, graph, process):
+    trigger = flow_trigger(account)
+    process(comment(account))
+    run = FlowRun.objects.get()
+    stranger = samples.quick_reply_body(
+        account_id=account.ig_user_id, sender_id="1789000000000009", title="x",
+        payload=f"flow:{run.pk}:link",
+    )  # fmt: skip
+    assert process(stranger).result[0]["outcome"] == "ignored"
+    trigger.delete()
+    assert process(tap(account, f"flow:{run.pk}:link")).result[0]["outcome"] == "ignored"
+    assert len(graph.sent()) == 1
+
+
+def test_postback_button_continues_the_flow(account, graph, process):
+    flow_trigger(
+        account,
+        event="dm",
+        public_replies=[],
+        messages=[
+            {
+                "text": "Pick one",
+                "buttons": [
+                    {"title": "Shop", "url": "https://example.com/shop"},
+                    {"title": "Get the guide", "next": "link"},
+                ],
+            }
+        ],
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    run = FlowRun.objects.get()
+    template = graph.sent()[0]["message"]["attachment"]["payload"]
+    assert template["buttons"] == [
+        {"type": "web_url", "url": "https://example.com/shop", "title": "Shop"},
+        {"type": "postback", "title": "Get the guide", "payload": f"flow:{run.pk}:link"},
+    ]
+    process(
+        samples.postback_body(
+            account_id=account.ig_user_id, sender_id=PERSON, title="Get the guide",
+            payload=f"flow:{run.pk}:link",
+        )
+    )  # fmt: skip
+    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+
+
+def test_messages_go_in_order_and_a_delay_is_a_durable_due_time(account, graph, process):
+    flow_trigger(
+        account,
+        event="dm",
+        public_replies=[],
+        messages=[{"text": "one"}, {"text": "two"}, {"text": "three", "delay_seconds": 3600}],
+        extra={},
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+
+    assert [item["message"]["text"] for item in graph.sent()] == ["one", "two"]
+    later = Delivery.objects.get(payload={"text": "three"})
+    assert later.status == DeliveryStatus.QUEUED
+    assert later.next_attempt_at > timezone.now() + timedelta(minutes=59)
+    run = FlowRun.objects.get()
+    assert (run.status, run.position, run.waiting_delivery_id) == ("running", 2, later.pk)
+
+
+def test_a_delayed_message_is_checked_against_the_window_when_it_runs(
+    account, graph, process, django_capture_on_commit_callbacks
+):
+    flow_trigger(
+        account, event="dm", public_replies=[], extra={},
+        messages=[{"text": "one"}, {"text": "a day later", "delay_seconds": 90000}],
+    )  # fmt: skip
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    later = Delivery.objects.get(payload={"text": "a day later"})
+    # The day passes: the person's window (24 h) has closed when the message is due.
+    Delivery.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now())
+    later.contact.__class__.objects.filter(pk=later.contact_id).update(
+        last_interaction_at=timezone.now() - timedelta(hours=25)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        Delivery.objects.filter(pk=later.pk).update(dispatched_at=timezone.now())
+        messaging_services.delivery_send(delivery_id=later.pk)
+    later.refresh_from_db()
+    assert (later.status, later.reason) == (DeliveryStatus.SKIPPED, "window_expired")
+    run = FlowRun.objects.get()
+    assert run.status == FlowStatus.STOPPED
+    assert "window_expired" in run.detail
+    assert [item["message"]["text"] for item in graph.sent()] == ["one"]
+
+
+def _gated(account):
+    return flow_trigger(
+        account,
+        extra={
+            "steps": {
+                "link": [{"text": "Here it is: https://example.com/guide", "follow_gate": True}]
+            },
+            "follow_gate": {"text": "Follow @{username} first!", "button": "Done, I follow"},
+        },
+    )
+
+
+def test_follow_gate_asks_non_followers_and_sends_once_they_follow(account, graph, process):
+    _gated(account)
+    graph.get(f"{GRAPH}/{PERSON}", json={"id": PERSON, "is_user_follow_business": False})
+    process(comment(account))
+    run = FlowRun.objects.get()
+    process(tap(account, f"flow:{run.pk}:link"))
+
+    ask = graph.sent()[-1]["message"]
+    assert ask == {
+        "text": f"Follow @{account.username} first!",
+        "quick_replies": [
+            {
+                "content_type": "text",
+                "title": "Done, I follow",
+                "payload": f"flow:{run.pk}:_recheck",
+            }
+        ],
+    }
+    run.refresh_from_db()
+    assert run.status == FlowStatus.WAITING_FOLLOW
+
+    # Still not following: asked again, never dropped.
+    process(tap(account, f"flow:{run.pk}:_recheck", title="Done, I follow"))
+    assert graph.sent()[-1]["message"]["text"] == f"Follow @{account.username} first!"
+
+    graph.replace("GET", f"{GRAPH}/{PERSON}", json={"id": PERSON, "is_user_follow_business": True})
+    process(tap(account, f"flow:{run.pk}:_recheck", title="Done, I follow"))
+    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    run.refresh_from_db()
+    assert run.status == FlowStatus.DONE
+    lookups = [c for c in graph.calls if c.request.method == "GET"]
+    assert "fields=is_user_follow_business" in lookups[0].request.url
+
+
+def test_follow_gate_sends_the_resource_when_meta_cannot_say(account, graph, process, caplog):
+    _gated(account)
+    graph.get(
+        f"{GRAPH}/{PERSON}",
+        status=400,
+        json={"error": {"message": "(#100) Invalid", "type": "OAuthException", "code": 100}},
+    )
+    process(comment(account))
+    run = FlowRun.objects.get()
+    process(tap(account, f"flow:{run.pk}:link"))
+    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert "Follow check for flow run" in caplog.text
+
+
+def test_private_reply_without_choices_when_switched_off(account, graph, process, settings):
+    settings.PRIVATE_REPLY_CHOICES = False
+    flow_trigger(account)
+    process(comment(account))
+    assert graph.sent()[0]["message"] == {"text": "Want the guide?"}
+    # Any reply continues the single option.
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="yes pls"))
+    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+
+
+def test_a_failed_message_stops_the_run_with_the_reason(account, mocked_graph, process):
+    mocked_graph.add(
+        "POST",
+        re.compile(rf"{GRAPH}/\d+/messages"),
+        status=400,
+        json={"error": {"message": "(#551) unavailable", "type": "OAuthException", "code": 551}},
+    )
+    flow_trigger(
+        account, event="dm", public_replies=[], extra={}, messages=[{"text": "a"}, {"text": "b"}]
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    run = FlowRun.objects.get()
+    assert run.status == FlowStatus.STOPPED
+    assert "conversation_closed" in run.detail
+    assert Delivery.objects.count() == 1
+
+
+def test_sweeper_moves_on_a_run_that_missed_its_signal(account, graph, process):
+    trigger = flow_trigger(
+        account, event="dm", public_replies=[], extra={}, messages=[{"text": "a"}, {"text": "b"}]
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    run = FlowRun.objects.get()
+    assert run.status == FlowStatus.DONE
+    # Rewind as if the signal after the first send had been lost.
+    first = Delivery.objects.get(payload={"text": "a"})
+    Delivery.objects.exclude(pk=first.pk).delete()
+    FlowRun.objects.filter(pk=run.pk).update(
+        status=FlowStatus.RUNNING, position=0, waiting_delivery_id=first.pk,
+        updated_at=timezone.now() - timedelta(minutes=5), finished_at=None,
+    )  # fmt: skip
+    result = flows.flows_sweep(now=timezone.now())
+    assert result["advanced"] == 1
+    assert Delivery.objects.filter(trigger=trigger, payload={"text": "b"}).exists()

@@ -1,0 +1,433 @@
+"""Flows: a trigger's messages sent in order, continued by a tap, a reply or a delay.
+
+A run remembers where one person is in a trigger's flow. Each message becomes a delivery;
+when it is sent (messaging says so through ``delivery_finished``) the run moves on: the next
+message goes out (after its delay, durably, as a delivery due later, re-checked against the
+window when it runs), or, after a message with quick replies or postback buttons, the run
+waits for the person's tap (or a typed reply naming an option). A tap opens the 24-hour
+window, which is what makes the key case work: the private reply to a comment carries a
+quick reply, and the link goes out once the person taps it.
+
+A message marked ``follow_gate`` is sent only to people who follow the account; others get
+the trigger's follow request with an "I follow now" quick reply, and the run waits for it
+(the person is never dropped: the run stays in the admin, waiting).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Contact, InstagramAccount
+from messaging import services as messaging_services
+from messaging.models import FINAL_STATUSES, Delivery, DeliveryKind, DeliveryStatus
+from meta import messages as meta_messages
+from triggers.matching import normalize
+from triggers.models import FlowRun, FlowStatus, Trigger, trigger_option
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_PREFIX = "flow"
+RECHECK = "_recheck"
+# A run waiting for a tap for longer than this is closed: the window a tap would open is the
+# person's, but after a week the offer is stale.
+WAITING_TAP_EXPIRY = timedelta(days=7)
+# A run whose waited-on delivery settled this long ago without the run moving on missed its
+# signal (a crash between the two); the sweeper moves it on.
+STALLED_AFTER = timedelta(seconds=30)
+DEFAULT_FOLLOW_GATE = {
+    "text": "Follow @{username} first, then tap the button below and I'll send it right away.",
+    "button": "I follow now",
+}
+
+
+# -- reading a trigger's flow -------------------------------------------------------------------
+
+
+def step_messages(trigger: Trigger, step: str) -> list[dict]:
+    if not step:
+        return list(trigger.messages or [])
+    steps = trigger_option(trigger, "steps", {})
+    return list(steps.get(step) or []) if isinstance(steps, dict) else []
+
+
+def message_choices(spec: dict) -> list[dict]:
+    """Options a person can tap on this message: quick replies and postback buttons."""
+    choices = [dict(item) for item in spec.get("quick_replies") or []]
+    choices += [dict(item) for item in spec.get("buttons") or [] if "next" in item]
+    return choices
+
+
+def needs_run(trigger: Trigger) -> bool:
+    """Whether answering takes more than one plain message (so a run must keep track)."""
+    messages = trigger.messages or []
+    if len(messages) > 1 or trigger_option(trigger, "steps"):
+        return True
+    return any(
+        message_choices(spec) or spec.get("delay_seconds") or spec.get("follow_gate")
+        for spec in messages
+    )
+
+
+# -- Meta's message objects -----------------------------------------------------------------
+
+
+def choice_payload(run_id: int | None, target: str) -> str:
+    return f"{PAYLOAD_PREFIX}:{run_id}:{target}"
+
+
+@dataclass(frozen=True)
+class Tap:
+    run_id: int
+    target: str
+
+
+def parse_payload(payload: str) -> Tap | None:
+    parts = (payload or "").split(":", 2)
+    if len(parts) != 3 or parts[0] != PAYLOAD_PREFIX or not parts[1].isdigit():
+        return None
+    return Tap(int(parts[1]), parts[2])
+
+
+def render(spec: dict, run_id: int | None) -> dict:
+    """A flow message in Meta's shape; options carry payloads that lead back to the run."""
+    quick = [
+        meta_messages.Choice(item["title"], choice_payload(run_id, item["next"]))
+        for item in spec.get("quick_replies") or []
+    ]
+    if "attachment" in spec:
+        message = {"attachment": spec["attachment"]}
+        if quick:
+            message["quick_replies"] = meta_messages.text_message("", quick)["quick_replies"]
+        return message
+    if spec.get("image"):
+        return meta_messages.media_message(spec["image"], "image", quick)
+    buttons: list = []
+    for item in spec.get("buttons") or []:
+        if "url" in item:
+            buttons.append(meta_messages.LinkButton(item["title"], item["url"]))
+        else:
+            buttons.append(
+                meta_messages.Choice(item["title"], choice_payload(run_id, item["next"]))
+            )
+    if buttons:
+        return meta_messages.button_message(spec.get("text", ""), buttons, quick)
+    return meta_messages.text_message(spec.get("text", ""), quick)
+
+
+def render_private_reply(spec: dict, run_id: int | None) -> dict:
+    message = render(spec, run_id)
+    # Reports conflict on whether comment recipients get quick replies and buttons [seen]:
+    # operators can switch them off; a typed reply then continues the flow instead.
+    if not settings.PRIVATE_REPLY_CHOICES:
+        message = meta_messages.strip_choices(message)
+    return message
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The event a trigger answers, as flows need it."""
+
+    key: str  # "comment:<id>" or "mid:<mid>"
+    occurred_at: datetime
+    event_id: int | None
+    event_received_at: datetime | None
+    comment_id: str = ""  # set: the first message goes as the comment's private reply
+
+
+def flow_start(
+    *, account: InstagramAccount, trigger: Trigger, contact: Contact, origin: Origin
+) -> FlowRun:
+    """Start (once per origin event) the trigger's flow for this person."""
+    run, created = FlowRun.objects.get_or_create(
+        account=account,
+        origin_key=origin.key,
+        defaults={
+            "trigger": trigger,
+            "contact": contact,
+            "comment_id": origin.comment_id,
+            "segment_key": origin.key,
+        },
+    )
+    if created:
+        _emit(run, origin)
+    return run
+
+
+def _first_in_segment(run: FlowRun) -> bool:
+    return run.position == 0 and run.segment_key == run.origin_key and not run.step
+
+
+def _emit(run: FlowRun, origin: Origin, *, gate_passed: bool = False) -> Delivery | None:
+    """Queue the run's current message (or finish the run when there is none)."""
+    messages = step_messages(run.trigger, run.step)
+    if run.position >= len(messages):
+        return _finish(run, FlowStatus.DONE, "All messages sent.")
+    spec = messages[run.position]
+    if spec.get("follow_gate") and not gate_passed:
+        run.status, run.detail = FlowStatus.CHECKING_FOLLOW, "Checking whether they follow."
+        run.save(update_fields=["status", "detail", "updated_at"])
+        from triggers.tasks import check_follow
+
+        transaction.on_commit(lambda: check_follow.delay(run.pk))
+        return None
+    via_comment = bool(run.comment_id) and _first_in_segment(run)
+    delay = int(spec.get("delay_seconds") or 0)
+    not_before = timezone.now() + timedelta(seconds=delay) if delay else None
+    if via_comment:
+        delivery = messaging_services.delivery_create(
+            account=run.account,
+            trigger=run.trigger,
+            contact=run.contact,
+            kind=DeliveryKind.PRIVATE_REPLY,
+            dedupe_key=f"private_reply:{run.comment_id}",
+            payload=render_private_reply(spec, run.pk),
+            comment_id=run.comment_id,
+            interaction_at=origin.occurred_at,
+            event_id=origin.event_id,
+            event_received_at=origin.event_received_at,
+            not_before=not_before,
+        )
+    else:
+        delivery = messaging_services.delivery_create(
+            account=run.account,
+            trigger=run.trigger,
+            contact=run.contact,
+            kind=DeliveryKind.MESSAGE,
+            dedupe_key=f"flow:{run.pk}:{run.step}:{run.position}:{run.segment_key}",
+            payload=render(spec, run.pk),
+            interaction_at=origin.occurred_at,
+            event_id=origin.event_id,
+            event_received_at=origin.event_received_at,
+            not_before=not_before,
+        )
+    run.status, run.waiting_delivery_id = FlowStatus.RUNNING, delivery.pk
+    run.detail = f"Message {run.position + 1} of {run.step or 'the first step'} queued."
+    run.save(update_fields=["status", "waiting_delivery_id", "detail", "updated_at"])
+    return delivery
+
+
+def _finish(run: FlowRun, status: str, detail: str) -> None:
+    run.status, run.detail, run.finished_at = status, detail, timezone.now()
+    run.waiting_delivery_id = None
+    run.save(update_fields=["status", "detail", "finished_at", "waiting_delivery_id", "updated_at"])
+    return None
+
+
+def _origin_of(run: FlowRun) -> Origin:
+    # Continuations answer the person's latest interaction; the window check at send time
+    # reads the contact's last interaction, so this time is informative only.
+    return Origin(
+        key=run.segment_key,
+        occurred_at=run.contact.last_interaction_at or timezone.now(),
+        event_id=None,
+        event_received_at=None,
+    )
+
+
+def flow_advance(*, run_id: int) -> FlowRun | None:
+    """Move a run on once the delivery it waits for has settled. Safe to run twice."""
+    with transaction.atomic():
+        run = (
+            FlowRun.objects.select_for_update()
+            .select_related("trigger", "contact", "account")
+            .filter(pk=run_id, status=FlowStatus.RUNNING)
+            .first()
+        )
+        if run is None or run.waiting_delivery_id is None:
+            return run
+        delivery = Delivery.objects.filter(pk=run.waiting_delivery_id).first()
+        if delivery is None:
+            return _finish(run, FlowStatus.STOPPED, "Its message record was deleted.")
+        if delivery.status not in FINAL_STATUSES:
+            return run
+        if delivery.status != DeliveryStatus.SENT:
+            return _finish(
+                run,
+                FlowStatus.STOPPED,
+                f"Message {run.position + 1} was not sent ({delivery.status}"
+                f"{': ' + delivery.reason if delivery.reason else ''}); see delivery "
+                f"#{delivery.pk}.",
+            )
+        spec = step_messages(run.trigger, run.step)[run.position : run.position + 1]
+        if spec and message_choices(spec[0]):
+            run.status, run.waiting_delivery_id = FlowStatus.WAITING_TAP, None
+            run.detail = "Waiting for the person to tap an option (or reply)."
+            run.save(update_fields=["status", "waiting_delivery_id", "detail", "updated_at"])
+            return run
+        run.position += 1
+        run.save(update_fields=["position", "updated_at"])
+        _emit(run, _origin_of(run))
+        return run
+
+
+def flow_delivery_settled(*, delivery: Delivery) -> None:
+    """messaging's delivery_finished: move on the run waiting for this delivery, if any."""
+    if delivery.trigger_id is None:
+        return
+    for run_id in FlowRun.objects.filter(
+        waiting_delivery_id=delivery.pk, status=FlowStatus.RUNNING
+    ).values_list("pk", flat=True):
+        flow_advance(run_id=run_id)
+
+
+def flow_tap(*, account: InstagramAccount, contact: Contact, tap: Tap, origin: Origin) -> dict:
+    """A quick-reply or postback tap on one of our flow messages."""
+    run = (
+        FlowRun.objects.select_for_update()
+        .select_related("trigger", "contact", "account")
+        .filter(pk=tap.run_id, account=account)
+        .first()
+    )
+    if run is None or run.contact_id != contact.pk:
+        return {"outcome": "ignored", "why": "a tap on a flow that no longer exists"}
+    if origin.key == run.segment_key:
+        return {"outcome": "recorded", "why": "this tap was handled already", "flow_run": run.pk}
+    base = {"outcome": "matched", "trigger": run.trigger.name, "trigger_id": run.trigger_id}
+    if tap.target == RECHECK:
+        run.segment_key = origin.key
+        run.save(update_fields=["segment_key", "updated_at"])
+        _emit(run, origin)
+        return {**base, "flow_run": run.pk, "flow": "checking follow again"}
+    if not step_messages(run.trigger, tap.target):
+        return {"outcome": "ignored", "why": f"the flow has no step {tap.target!r} any more"}
+    run.step, run.position, run.segment_key = tap.target, 0, origin.key
+    run.finished_at = None
+    run.save(update_fields=["step", "position", "segment_key", "finished_at", "updated_at"])
+    delivery = _emit(run, origin)
+    return {
+        **base,
+        "flow_run": run.pk,
+        "flow": f"step {tap.target}",
+        "deliveries": [delivery.pk] if delivery else [],
+    }
+
+
+@dataclass(frozen=True)
+class WaitingReply:
+    tap: Tap
+    named: bool  # the reply names an option (else it only continues the single option)
+
+
+def flow_waiting_reply(*, contact: Contact, text: str) -> WaitingReply | None:
+    """A typed reply that continues a waiting run: it names an option, or options were hidden."""
+    run = (
+        FlowRun.objects.filter(
+            contact=contact,
+            status__in=[FlowStatus.WAITING_TAP, FlowStatus.WAITING_FOLLOW],
+            updated_at__gte=timezone.now() - WAITING_TAP_EXPIRY,
+        )
+        .select_related("trigger", "account")
+        .order_by("-updated_at")
+        .first()
+    )
+    if run is None:
+        return None
+    said = normalize(text)
+    if run.status == FlowStatus.WAITING_FOLLOW:
+        wanted = normalize(_follow_gate(run.trigger, run.account)["button"])
+        return WaitingReply(Tap(run.pk, RECHECK), named=True) if said == wanted else None
+    spec = step_messages(run.trigger, run.step)[run.position : run.position + 1]
+    choices = message_choices(spec[0]) if spec else []
+    for choice in choices:
+        if said and said == normalize(choice["title"]):
+            return WaitingReply(Tap(run.pk, choice["next"]), named=True)
+    if len(choices) == 1 and run.comment_id and not settings.PRIVATE_REPLY_CHOICES:
+        # The option was not shown (switched off for private replies): any reply goes on.
+        return WaitingReply(Tap(run.pk, choices[0]["next"]), named=False)
+    return None
+
+
+def _follow_gate(trigger: Trigger, account: InstagramAccount) -> dict:
+    gate = {**DEFAULT_FOLLOW_GATE, **(trigger_option(trigger, "follow_gate", {}) or {})}
+    gate["text"] = gate["text"].replace("{username}", account.username)
+    return gate
+
+
+def flow_check_follow(*, run_id: int) -> FlowRun | None:
+    """The follow gate: send the gated message to followers, ask the others to follow."""
+    run = (
+        FlowRun.objects.select_related("trigger", "contact", "account")
+        .filter(pk=run_id, status=FlowStatus.CHECKING_FOLLOW)
+        .first()
+    )
+    if run is None:
+        return None
+    # Outside the transaction: a call to Meta must not hold the run's row lock.
+    follows = messaging_services.contact_follows_account(
+        account=run.account, igsid=run.contact.igsid
+    )
+    with transaction.atomic():
+        run = (
+            FlowRun.objects.select_for_update()
+            .select_related("trigger", "contact", "account")
+            .filter(pk=run_id, status=FlowStatus.CHECKING_FOLLOW)
+            .first()
+        )
+        if run is None:
+            return None
+        origin = _origin_of(run)
+        if follows is None:
+            # Meta could not say: the person asked for it, so they get it rather than nothing.
+            logger.warning("Follow check for flow run %s failed; sending anyway", run.pk)
+            _emit(run, origin, gate_passed=True)
+            run.detail = "Meta could not say whether they follow; sent anyway. " + run.detail
+            run.save(update_fields=["detail", "updated_at"])
+            return run
+        if follows:
+            _emit(run, origin, gate_passed=True)
+            return run
+        gate = _follow_gate(run.trigger, run.account)
+        messaging_services.delivery_create(
+            account=run.account,
+            trigger=run.trigger,
+            contact=run.contact,
+            kind=DeliveryKind.MESSAGE,
+            dedupe_key=f"flow:{run.pk}:gate:{run.step}:{run.position}:{run.segment_key}",
+            payload=meta_messages.text_message(
+                gate["text"],
+                [meta_messages.Choice(gate["button"], choice_payload(run.pk, RECHECK))],
+            ),
+            interaction_at=origin.occurred_at,
+            event_id=None,
+            event_received_at=None,
+        )
+        run.status = FlowStatus.WAITING_FOLLOW
+        run.detail = "Not following yet: asked them to follow and tap again."
+        run.save(update_fields=["status", "detail", "updated_at"])
+        return run
+
+
+def flows_sweep(*, now: datetime | None = None) -> dict:
+    """Beat: move on runs that missed their signal; close runs left waiting too long."""
+    now = now or timezone.now()
+    stalled = 0
+    running = FlowRun.objects.filter(
+        status=FlowStatus.RUNNING,
+        waiting_delivery_id__isnull=False,
+        updated_at__lt=now - STALLED_AFTER,
+    ).values_list("pk", "waiting_delivery_id")[:1000]
+    for run_id, delivery_id in running:
+        if Delivery.objects.filter(pk=delivery_id, status__in=FINAL_STATUSES).exists():
+            flow_advance(run_id=run_id)
+            stalled += 1
+    checking = FlowRun.objects.filter(
+        status=FlowStatus.CHECKING_FOLLOW, updated_at__lt=now - STALLED_AFTER
+    ).values_list("pk", flat=True)[:1000]
+    rechecked = 0
+    for run_id in checking:
+        flow_check_follow(run_id=run_id)
+        rechecked += 1
+    expired = FlowRun.objects.filter(
+        status__in=[FlowStatus.WAITING_TAP, FlowStatus.WAITING_FOLLOW],
+        updated_at__lt=now - WAITING_TAP_EXPIRY,
+    ).update(status=FlowStatus.DONE, finished_at=now, detail="No tap within 7 days; closed.")
+    return {"advanced": stalled, "follow_rechecked": rechecked, "expired": expired}

@@ -59,48 +59,6 @@ def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fie
         return Delivery.objects.get(account=account, dedupe_key=dedupe_key), False
 
 
-def deliveries_create_for_comment(
-    *,
-    account: InstagramAccount,
-    trigger,
-    contact: Contact,
-    comment_id: str,
-    commented_at: datetime,
-    event_id: int | None,
-    event_received_at: datetime | None,
-    public_reply_text: str,
-    private_message: dict | None,
-) -> list[Delivery]:
-    """Queue the public reply and the private reply for one comment, once per comment."""
-    common = {
-        "trigger": trigger,
-        "contact": contact,
-        "comment_id": comment_id,
-        "recipient": comment_id,
-        "event_id": event_id,
-        "interaction_at": commented_at,
-        "event_received_at": event_received_at,
-    }
-    planned = []
-    if private_message:
-        planned.append((DeliveryKind.PRIVATE_REPLY, f"private_reply:{comment_id}", private_message))
-    if public_reply_text:
-        planned.append(
-            (DeliveryKind.PUBLIC_REPLY, f"public_reply:{comment_id}", {"text": public_reply_text})
-        )
-
-    deliveries, created_any = [], False
-    for kind, dedupe_key, payload in planned:
-        delivery, created = _delivery_get_or_create(
-            account=account, dedupe_key=dedupe_key, kind=kind, payload=payload, **common
-        )
-        deliveries.append(delivery)
-        created_any = created_any or created
-    if created_any:
-        transaction.on_commit(partial(pacer_kick, account_id=account.pk))
-    return deliveries
-
-
 def delivery_create(
     *,
     account: InstagramAccount,

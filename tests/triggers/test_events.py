@@ -325,3 +325,21 @@ def test_comment_cooldown_per_person(account, graph, process):
     )
     assert second.result[0]["outcome"] == "cooled_down"
     assert len(graph.sent()) == 2  # one public and one private reply, for the first comment
+
+
+@pytest.mark.skipif(not __import__("triggers.intent").intent.intent_available(), reason="no model")
+def test_intent_trigger_answers_by_meaning(account, graph, process):
+    TriggerFactory(
+        account=account, event="dm", match="intent", keywords=["price"],
+        examples=["how much is it"], public_replies=[], messages=[{"text": "It is 20 EUR"}],
+    )  # fmt: skip
+    TriggerFactory(
+        account=account, event="dm", match="intent", keywords=["shipping"],
+        examples=["do you ship abroad", "delivery time"], public_replies=[],
+        messages=[{"text": "We ship worldwide"}],
+    )  # fmt: skip
+    first = process(dm(account, "how much does it cost"))
+    process(dm(account, "I love this photo", occurred_at=timezone.now().timestamp() + 1))
+    assert texts(graph) == ["It is 20 EUR"]
+    assert first.result[0]["mode"] == "intent"
+    assert first.result[0]["score"] >= 58

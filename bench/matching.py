@@ -55,9 +55,9 @@ DOC_NOTES = """
 Aims: matching one text against an account's 1,000 triggers under 1 ms for each of exact,
 contains and fuzzy, under 20 ms for intent. Times are `TriggerIndex.matches(text)` per text,
 in microseconds, each text seen for the first time (normalisation caches cleared per mode);
-"build" is `TriggerIndex(...)` (best of 3). The "old way" rows are the loop over triggers
-calling `match_text` that `triggers/selectors.py` does today, on the first `--old-way-texts`
-texts.
+"build" is `TriggerIndex(...)` (best of 3; `triggers/selectors.py` builds one per account and
+event and reuses it until a trigger changes). The "old way" rows are the loop over triggers
+calling `match_text` that selectors did before the index, on the first `--old-way-texts` texts.
 
 - exact and contains are dict lookups on the text's normalised words (a text with a stretched
   word is looked up by squeezed words, then checked word by word); the time is mostly
@@ -65,11 +65,13 @@ texts.
 - fuzzy groups keywords by word count and short-word signature (words under four letters must
   be equal, so they are part of the key) and scores all of a text's windows against a group in
   one `rapidfuzz.process.cdist` call; pairs it returns are scored again with `fuzz.ratio`, as
-  `match_fuzzy` does. cdist needs numpy, which only comes with the intent extra: without it,
-  fuzzy uses one `process.extract` per window (row "fuzzy without numpy"), ~3x slower a pair,
-  and long texts miss the aim. Making numpy a core dependency keeps fuzzy under 1 ms everywhere.
+  `match_fuzzy` does. cdist needs numpy (a core dependency for this reason); without it,
+  fuzzy would use one `process.extract` per window (row "fuzzy without numpy"), ~3x slower a
+  pair, and long texts would miss the aim.
 - intent is `triggers.intent.IntentIndex` (all-MiniLM-L6-v2 on CPU), built on the first text;
-  nearly all of a text's time is encoding it with the model, which grows with its length.
+  nearly all of a text's time is encoding it with the model. A long text is scored on its
+  first and last two sentences (batched), each cut to its first and last 12 words, which
+  bounds the time: long texts ~17 ms median against ~12 ms for short ones.
 """
 
 

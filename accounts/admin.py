@@ -62,3 +62,6 @@ class ContactAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     search_fields = ["igsid", "username"]
     raw_id_fields = ["account"]
+
+
+from accounts import admin_people  # noqa: E402, F401  (people, audit trail)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -69,6 +70,20 @@ class InstagramAccount(models.Model):
     pause_reason = models.TextField(blank=True)
     # Meta's latest usage figure (percent of the tightest limit), read from response headers.
     usage_percent = models.PositiveSmallIntegerField(default=0)
+    # The token's life: when it was issued or last refreshed, and when beat last read its
+    # granted permissions from Meta.
+    token_refreshed_at = models.DateTimeField(null=True, blank=True)
+    permissions_checked_at = models.DateTimeField(null=True, blank=True)
+    # The person (Meta's app-scoped user id) whose login granted the token: Meta's deauthorize
+    # and data-deletion callbacks name them.
+    meta_user_id = models.CharField(max_length=64, blank=True, db_index=True)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="connected_accounts",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -129,3 +144,140 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return f"@{self.username}" if self.username else self.igsid
+
+
+class Role(models.TextChoices):
+    AGENCY_ADMIN = "agency_admin", "Agency admin (everything)"
+    MARKETER = "marketer", "Marketer (triggers and flows)"
+    SUPPORT = "support", "Support (reads deliveries, events and contacts)"
+
+
+class Membership(models.Model):
+    """A person's role in one workspace. Agency admins need none: they see everything."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "workspace"], name="membership_unique")
+        ]
+        ordering = ["workspace", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.get_role_display()} in {self.workspace}"
+
+
+class Invitation(models.Model):
+    """An invitation to sign up: the only way in (there is no open sign-up)."""
+
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # Empty for an agency admin (who sees every workspace).
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations"
+    )
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitations_sent",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitation_accepted",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        where = f" to {self.workspace}" if self.workspace_id else ""
+        return f"{self.email} as {self.get_role_display()}{where}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when, and how: triggers, flows, accounts, workspaces, people."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
+    )
+    # Kept when the user is deleted, and names commands and Meta callbacks ("import_triggers").
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=16)  # created, changed, deleted, or an event name
+    object_type = models.CharField(max_length=64, db_index=True)  # "triggers.trigger"
+    object_id = models.CharField(max_length=64, db_index=True)
+    object_repr = models.CharField(max_length=200)
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    # {"field": [before, after]}; secrets are recorded as "(changed)", never their values.
+    changes = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name_plural = "audit trail"
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_repr} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class PendingConnection(models.Model):
+    """Between Meta's OAuth callback and the operator's choice of account (a few minutes)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pending_connections"
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    login_kind = models.CharField(max_length=16, choices=LoginKind.choices)
+    # The user-level token, encrypted like account tokens; choices hold page tokens encrypted.
+    user_token_encrypted = models.TextField()
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    meta_user_id = models.CharField(max_length=64, blank=True)
+    scopes = models.JSONField(default=list, blank=True)
+    choices = models.JSONField(default=list, blank=True)
+    reconnect_account = models.ForeignKey(
+        InstagramAccount, on_delete=models.CASCADE, null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Pending {self.get_login_kind_display()} connection for {self.workspace}"
+
+
+class DataDeletionRequest(models.Model):
+    """Meta's data-deletion callback: what was asked, what we removed, the code Meta shows."""
+
+    confirmation_code = models.CharField(max_length=32, unique=True)
+    meta_user_id = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=16, default="data_deletion")  # or "deauthorize"
+    requested_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="received")  # received, completed
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Deletion {self.confirmation_code} ({self.status})"

@@ -24,3 +24,12 @@ def account_by_reference(reference: str) -> InstagramAccount | None:
         .filter(Q(username__iexact=reference) | Q(ig_user_id=reference))
         .first()
     )
+
+
+def accounts_for_instagram_ids(instagram_ids: list[str]) -> list[InstagramAccount]:
+    """The connected accounts a webhook body names (entry ids, by id or alternate id)."""
+    return list(
+        InstagramAccount.objects.filter(
+            Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
+        )
+    )

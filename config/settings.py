@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "accounts",
     "triggers",
     "webhooks",
@@ -119,7 +120,15 @@ ACCOUNT_ADAPTER = "accounts.adapters.InvitationOnlyAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_FORMS = {"signup": "accounts.forms.InvitedSignupForm"}
 LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_URL = "/accounts/login/"
+# Optional second factor: each person can turn on an authenticator app (TOTP) and recovery
+# codes at /accounts/2fa/; the admin signs in through allauth, so it asks for the code too.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default="Instagram DM automation")
+# Invitations expire after this many days.
+INVITATION_DAYS = env.int("INVITATION_DAYS", default=7)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 LANGUAGE_CODE = "en-us"

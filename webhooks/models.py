@@ -25,6 +25,11 @@ class WebhookEvent(models.Model):
     # Per update: what processing made of it (matched trigger, why ignored, ...).
     result = models.JSONField(default=list, blank=True)
     account_ids = models.JSONField(default=list, blank=True)
+    # The connected accounts the event concerns, linked when it is processed: what scopes the
+    # event log to a workspace's people (an unattributed event is for agency admins only).
+    accounts = models.ManyToManyField(
+        "accounts.InstagramAccount", blank=True, related_name="webhook_events"
+    )
     redeliveries = models.PositiveIntegerField(default=0)
     processing_attempts = models.PositiveIntegerField(default=0)
     # The outbox sweeper's re-queues: spaced out exponentially, because a pending event is

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.selectors import account_for_instagram_id
+from accounts.selectors import account_for_instagram_id, accounts_for_instagram_ids
 from messaging.sharedstate import shared_state
 from meta.payloads import (
     CommentEvent,
@@ -198,6 +198,13 @@ def _overall_state(results: list[dict]) -> str:
     return EventState.IGNORED
 
 
+def _link_accounts(event: WebhookEvent) -> None:
+    """Tie the event to the connected accounts it names, so their workspaces' people see it."""
+    ids = [str(account_id) for account_id in event.account_ids or []]
+    if ids:
+        event.accounts.add(*accounts_for_instagram_ids(ids))
+
+
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
     WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
@@ -217,6 +224,7 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
                 event.result = [_handle(item, event) for item in items]
                 event.state = _overall_state(event.result)
                 event.error = ""
+            _link_accounts(event)
             event.processed_at = timezone.now()
             event.save(update_fields=["state", "error", "result", "processed_at"])
             return event

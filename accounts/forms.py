@@ -1,6 +1,7 @@
 import contextlib
 
 from allauth.account.forms import SignupForm
+from allauth.core import context
 
 from accounts import invitations
 
@@ -10,8 +11,8 @@ class InvitedSignupForm(SignupForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        request = getattr(self, "request", None)
+        request = context.request
         key = request.session.get(invitations.SESSION_KEY) if request is not None else None
         if key and "email" in self.fields:
             with contextlib.suppress(invitations.InvitationError):
-                self.fields["email"].initial = invitations.invitation_usable(key).email
+                self.initial["email"] = invitations.invitation_usable(key).email

@@ -1,11 +1,34 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.html import format_html
 
-from accounts.models import Contact, InstagramAccount, Workspace
+from accounts.audit import AuditedAdminMixin
+from accounts.models import AccountStatus, Contact, InstagramAccount, Workspace
+from accounts.permissions import (
+    AGENCY_ONLY,
+    MEMBER_ROLES,
+    SUPPORT_ROLES,
+    WorkspaceScopedAdmin,
+    is_agency_admin,
+)
+
+
+def account_status_html(account: InstagramAccount) -> str:
+    """The account's status as an operator should read it: a reconnect need in red, with why."""
+    if account.status == AccountStatus.NEEDS_RECONNECT:
+        reason = account.status_reason or account.reconnect_reason or "reconnect it"
+        return format_html(
+            "<strong style='color:#ba2121'>{}: {}</strong>", account.get_status_display(), reason
+        )
+    if account.status == AccountStatus.DISABLED:
+        return format_html("<span style='color:#666'>{}</span>", account.get_status_display())
+    return account.get_status_display()
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
+    workspace_path = ""
+    view_roles = edit_roles = AGENCY_ONLY
     list_display = ["name", "created_at"]
     search_fields = ["name"]
 
@@ -42,21 +65,67 @@ class InstagramAccountForm(forms.ModelForm):
 
 
 @admin.register(InstagramAccount)
-class InstagramAccountAdmin(admin.ModelAdmin):
+class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
+    """Agency admins manage accounts; marketers and support read them (status, reconnect)."""
+
+    workspace_path = "workspace"
+    view_roles = MEMBER_ROLES
+    edit_roles = AGENCY_ONLY
     form = InstagramAccountForm
-    list_display = ["username", "workspace", "ig_user_id", "login_kind", "status", "masked_token"]
+    list_display = [
+        "username",
+        "status_display",
+        "workspace",
+        "ig_user_id",
+        "login_kind",
+        "masked_token",
+    ]
     list_filter = ["status", "login_kind", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["username", "ig_user_id", "page_id"]
     readonly_fields = ["masked_token", "created_at", "updated_at"]
+    actions = ["replay_disconnected"]
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: InstagramAccount) -> str:
+        return account_status_html(obj)
 
     @admin.display(description="Access token")
     def masked_token(self, obj: InstagramAccount) -> str:
         return obj.masked_token
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.has_change_permission(request, obj):
+            # Read-only pages show no token field at all, not even an empty one.
+            fields = [name for name in fields if name != "new_access_token"]
+        return fields
+
+    def has_replay_permission(self, request) -> bool:
+        return is_agency_admin(request.user)
+
+    @admin.action(description="Replay events received while disconnected", permissions=["replay"])
+    def replay_disconnected(self, request, queryset) -> None:
+        # Imported here: webhooks builds on accounts, never the other way round at import time.
+        from webhooks.replay import ReplayError, account_replay_disconnected
+
+        for account in queryset:
+            try:
+                counts = account_replay_disconnected(account=account, actor=request.user)
+            except ReplayError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            summary = ", ".join(
+                f"{name.replace('_', ' ')}: {value}" for name, value in counts.items()
+            )
+            self.message_user(request, f"{account}: {summary}.", messages.SUCCESS)
+
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(WorkspaceScopedAdmin):
+    workspace_path = "account__workspace"
+    view_roles = SUPPORT_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = ["__str__", "igsid", "account", "last_interaction_at", "last_comment_at"]
     list_filter = ["account"]
     list_select_related = ["account"]

@@ -5,7 +5,9 @@ from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
 from accounts import invitations
+from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEntry, DataDeletionRequest, Invitation, Membership, Role
+from accounts.permissions import AGENCY_ONLY, MARKETER_ROLES, WorkspaceScopedAdmin
 
 
 class InvitationForm(forms.ModelForm):
@@ -21,7 +23,8 @@ class InvitationForm(forms.ModelForm):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(WorkspaceScopedAdmin):
+    view_roles = edit_roles = AGENCY_ONLY
     form = InvitationForm
     list_display = ["email", "role", "workspace", "invited_by", "created_at", "accepted_at"]
     list_filter = ["role", "workspace"]
@@ -42,8 +45,24 @@ class InvitationAdmin(admin.ModelAdmin):
         messages.info(request, f"Invitation sent to {invitation.email}. Link: {link}")
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "workspace", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Agency admins are superusers and need no membership; a membership grants one of these.
+        self.fields["role"].choices = [
+            (value, label) for value, label in Role.choices if value != Role.AGENCY_ADMIN
+        ]
+
+
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
+    view_roles = edit_roles = AGENCY_ONLY
+    form = MembershipForm
+    raw_id_fields = ["user"]
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role", "workspace"]
     list_select_related = ["user", "workspace"]
@@ -51,7 +70,11 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(WorkspaceScopedAdmin):
+    """Agency admins read the whole trail; marketers the trigger and flow entries of theirs."""
+
+    view_roles = MARKETER_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = ["at", "actor_label", "action", "object_type", "object_repr", "workspace"]
     list_filter = ["action", "object_type", "workspace"]
     list_select_related = ["workspace"]
@@ -69,6 +92,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
         "note",
     ]
     exclude = ["changes"]
+
+    def limit_for_member(self, request, queryset):
+        return queryset.filter(object_type__startswith="triggers.")
 
     @admin.display(description="What changed")
     def change_table(self, obj: AuditEntry) -> str:
@@ -91,7 +117,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(DataDeletionRequest)
-class DataDeletionRequestAdmin(admin.ModelAdmin):
+class DataDeletionRequestAdmin(WorkspaceScopedAdmin):
+    workspace_path = None  # Meta's requests name a person, not a workspace: agency admins only
+    view_roles = edit_roles = AGENCY_ONLY
     list_display = ["confirmation_code", "source", "meta_user_id", "status", "requested_at"]
     list_filter = ["status", "source"]
     readonly_fields = [f.name for f in DataDeletionRequest._meta.fields]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 from typing import Any
 
 from django.db import models
@@ -39,8 +40,13 @@ def snapshot(obj: models.Model) -> dict[str, Any]:
         if field.name in IGNORED_FIELDS:
             continue
         value = getattr(obj, field.attname)
-        values[field.name] = "(secret)" if field.name in SECRET_FIELDS else _plain(value)
+        values[field.name] = _fingerprint(value) if field.name in SECRET_FIELDS else _plain(value)
     return values
+
+
+def _fingerprint(value: object) -> str:
+    # Enough to tell that a secret changed; diff() reports only "(changed)", never this.
+    return "secret:" + hashlib.sha256(str(value or "").encode()).hexdigest()[:16]
 
 
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list]:

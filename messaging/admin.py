@@ -3,9 +3,16 @@ from datetime import timedelta
 from django.contrib import admin
 from django.db.models import Count, Q
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
-from accounts.models import AccountStatus
+from accounts.admin import account_status_html
+from accounts.permissions import (
+    AGENCY_ONLY,
+    SUPPORT_ROLES,
+    WorkspaceScopedAdmin,
+    WorkspaceScopedInline,
+    is_agency_admin,
+)
 from messaging.models import AccountQueue, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from messaging.projection import unreachable_deliveries
 from messaging.selectors import account_queue_stats, kind_rate_per_second
@@ -36,7 +43,7 @@ class FailedRecentlyFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(WorkspaceScopedInline, admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
@@ -61,7 +68,12 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(WorkspaceScopedAdmin):
+    """Support reads their workspaces' delivery records, attempts included."""
+
+    workspace_path = "workspace"
+    view_roles = SUPPORT_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = [
         "id",
         "created_at",
@@ -109,8 +121,13 @@ def _duration(seconds: float) -> str:
 
 
 @admin.register(AccountQueue)
-class AccountQueueAdmin(admin.ModelAdmin):
-    """Per account: what waits, how fast it goes, when it will be done, what will miss."""
+class AccountQueueAdmin(WorkspaceScopedAdmin):
+    """Per account: what waits, how fast it goes, when it will be done, what will miss.
+
+    Agency admins only: pacing and budgets span workspaces."""
+
+    workspace_path = "workspace"
+    view_roles = edit_roles = AGENCY_ONLY
 
     list_display = [
         "username",
@@ -170,11 +187,9 @@ class AccountQueueAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="Status")
+    @admin.display(description="Status", ordering="status")
     def status_display(self, obj) -> str:
-        if obj.status == AccountStatus.NEEDS_RECONNECT:
-            return format_html("<strong style='color:#ba2121'>{}</strong>", obj.status_reason)
-        return obj.get_status_display()
+        return account_status_html(obj)
 
     @admin.display(description="Queued", ordering="queued_count")
     def queued(self, obj) -> int:
@@ -224,7 +239,10 @@ class AccountQueueAdmin(admin.ModelAdmin):
             "", "<div><strong>{}:</strong> {}</div>", ((label, value) for label, value in rows)
         )
 
-    @admin.action(description="Release held sends (after reconnecting)")
+    def has_release_permission(self, request) -> bool:
+        return is_agency_admin(request.user)
+
+    @admin.action(description="Release held sends (after reconnecting)", permissions=["release"])
     def release_held(self, request, queryset) -> None:
         released = sum(
             account_release(account_id=pk) for pk in queryset.values_list("pk", flat=True)

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEntry
 from messaging.models import DeliveryStatus
 from tests.factories import (
     ContactFactory,
@@ -25,6 +26,10 @@ MODELS = [
     ("messaging", "accountqueue"),
     ("triggers", "flowrun"),
     ("triggers", "triggerfiring"),
+    ("accounts", "auditentry"),
+    ("accounts", "membership"),
+    ("accounts", "invitation"),
+    ("accounts", "datadeletionrequest"),
 ]
 
 
@@ -101,6 +106,38 @@ def test_account_page_never_shows_the_token(admin_client, populated):
     assert "EAAG…1234".encode() in response.content
     listing = admin_client.get(reverse("admin:accounts_instagramaccount_changelist"))
     assert b"EAAGsupersecrettokenvalue1234" not in listing.content
+
+
+def test_account_list_shows_the_status_reason_in_red(admin_client, populated):
+    populated.status = "needs_reconnect"
+    populated.status_reason = "Reconnect @x: Meta no longer grants instagram_manage_messages"
+    populated.save()
+    body = admin_client.get(reverse("admin:accounts_instagramaccount_changelist")).content.decode()
+    assert "color:#ba2121" in body
+    assert "Meta no longer grants instagram_manage_messages" in body
+
+
+def test_audit_entry_pages_render_who_when_and_what(admin_client, populated):
+    admin_client.post(
+        reverse("admin:accounts_workspace_change", args=[populated.workspace_id]),
+        {
+            "name": "Renamed client",
+            "blocked_words": '["spam"]',
+            "blocked_domains": "[]",
+            "created_at_0": "2026-01-01",
+            "created_at_1": "00:00:00",
+        },
+    )
+    entry = AuditEntry.objects.get(object_type="accounts.workspace")
+    listing = admin_client.get(reverse("admin:accounts_auditentry_changelist"))
+    assert listing.status_code == 200
+    assert "Renamed client" in listing.content.decode()
+    page = admin_client.get(reverse("admin:accounts_auditentry_change", args=[entry.pk]))
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "<strong>blocked_words</strong>" in body
+    assert "<strong>name</strong>" in body
+    assert entry.actor_label in body
 
 
 def test_account_token_can_be_replaced_from_the_admin(admin_client, populated):

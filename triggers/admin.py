@@ -1,9 +1,12 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from accounts.audit import AuditedAdminMixin
 from accounts.models import InstagramAccount
+from accounts.permissions import AGENCY_ONLY, MARKETER_ROLES, WorkspaceScopedAdmin, accounts_for
 from triggers.models import FlowRun, Trigger, TriggerEvent, TriggerFiring
 from triggers.selectors import triggers_preview
 
@@ -29,7 +32,11 @@ class TestTextForm(forms.Form):
 
 
 @admin.register(Trigger)
-class TriggerAdmin(admin.ModelAdmin):
+class TriggerAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
+    """Marketers manage their workspaces' triggers and flows (messages, steps, options)."""
+
+    workspace_path = "account__workspace"
+    view_roles = edit_roles = MARKETER_ROLES
     list_display = ["name", "account", "event", "match", "keyword_list", "priority", "enabled"]
     list_filter = ["enabled", "event", "match", "account"]
     list_select_related = ["account"]
@@ -40,6 +47,13 @@ class TriggerAdmin(admin.ModelAdmin):
     @admin.display(description="Keywords")
     def keyword_list(self, obj: Trigger) -> str:
         return ", ".join(obj.keywords)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Flow runs and firings are the trigger's own history, read-only on their own pages but
+        # removed with it: whoever may delete the trigger may take them along.
+        perms_needed -= {FlowRun._meta.verbose_name, TriggerFiring._meta.verbose_name}
+        return deleted, model_count, perms_needed, protected
 
     def get_urls(self):
         return [
@@ -53,7 +67,11 @@ class TriggerAdmin(admin.ModelAdmin):
 
     def test_text_view(self, request):
         """A marketer types a text and sees which trigger would fire, where, and why."""
-        accounts = InstagramAccount.objects.order_by("username")
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # Only accounts whose triggers the person manages: another workspace's id is an
+        # invalid choice, and "every account" means every one of theirs.
+        accounts = accounts_for(request.user, MARKETER_ROLES).order_by("username")
         form = TestTextForm(request.GET or None, accounts=accounts)
         previews = None
         if form.is_bound and form.is_valid():
@@ -76,7 +94,10 @@ class TriggerAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlowRun)
-class FlowRunAdmin(admin.ModelAdmin):
+class FlowRunAdmin(WorkspaceScopedAdmin):
+    workspace_path = "account__workspace"
+    view_roles = MARKETER_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = ["trigger", "contact", "account", "status", "step", "position", "updated_at"]
     list_filter = ["status", "account"]
     list_select_related = ["trigger", "contact", "account"]
@@ -91,7 +112,10 @@ class FlowRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(TriggerFiring)
-class TriggerFiringAdmin(admin.ModelAdmin):
+class TriggerFiringAdmin(WorkspaceScopedAdmin):
+    workspace_path = "trigger__account__workspace"
+    view_roles = MARKETER_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = ["trigger", "contact", "fired_at", "origin_key"]
     list_select_related = ["trigger", "contact"]
     list_filter = ["trigger__account"]

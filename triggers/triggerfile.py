@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from accounts.audit import audit_record, diff, snapshot
 from accounts.models import InstagramAccount
 from accounts.selectors import account_by_reference
 from triggers.models import FiresOn, MatchMode, Trigger, TriggerEvent
@@ -351,19 +352,43 @@ class ImportSummary:
 
 
 @transaction.atomic
-def triggers_import(specs: list[TriggerSpec]) -> ImportSummary:
-    """Create or update triggers by (account, name); an equal trigger is left untouched."""
+def triggers_import(
+    specs: list[TriggerSpec], *, actor=None, actor_label: str = "import_triggers"
+) -> ImportSummary:
+    """Create or update triggers by (account, name); an equal trigger is left untouched.
+
+    Each trigger created or changed gets an audit entry with what changed: the actor is the
+    person the import runs as, else ``actor_label`` names the command.
+    """
     summary = ImportSummary()
+    label = "" if actor is not None else actor_label
     for spec in specs:
         values = {**spec.values, "extra": spec.extra}
         trigger = Trigger.objects.filter(account=spec.account, name=values["name"]).first()
         if trigger is None:
-            Trigger.objects.create(account=spec.account, **values)
+            trigger = Trigger.objects.create(account=spec.account, **values)
+            audit_record(
+                action="created",
+                obj=trigger,
+                actor=actor,
+                actor_label=label,
+                changes=diff(None, snapshot(trigger)),
+                note=actor_label,
+            )
             summary.created += 1
         elif any(getattr(trigger, key) != value for key, value in values.items()):
+            before = snapshot(trigger)
             for key, value in values.items():
                 setattr(trigger, key, value)
             trigger.save()
+            audit_record(
+                action="changed",
+                obj=trigger,
+                actor=actor,
+                actor_label=label,
+                changes=diff(before, snapshot(trigger)),
+                note=actor_label,
+            )
             summary.updated += 1
         else:
             summary.unchanged += 1

@@ -3,12 +3,19 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from accounts.permissions import AGENCY_ONLY, SUPPORT_ROLES, WorkspaceScopedAdmin, is_agency_admin
 from webhooks import services
 from webhooks.models import WebhookEvent
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(WorkspaceScopedAdmin):
+    """Support reads the events linked to their workspaces' accounts; an unattributed event
+    (unknown account, rejected body) is for agency admins only."""
+
+    workspace_path = "accounts__workspace"
+    view_roles = SUPPORT_ROLES
+    edit_roles = AGENCY_ONLY
     list_display = ["id", "received_at", "state", "summary", "redeliveries", "processed_at"]
     list_filter = ["state", "received_at"]
     search_fields = ["raw_body", "dedupe_key"]
@@ -59,7 +66,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
             "<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(obj.result, indent=2)
         )
 
-    @admin.action(description="Process again (sends stay deduplicated)")
+    def has_reprocess_permission(self, request) -> bool:
+        return is_agency_admin(request.user)
+
+    @admin.action(description="Process again (sends stay deduplicated)", permissions=["reprocess"])
     def reprocess(self, request, queryset) -> None:
         for event_id in queryset.values_list("pk", flat=True):
             services.webhook_event_reprocess(event_id=event_id)

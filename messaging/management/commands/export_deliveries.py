@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Workspace
+from accounts.permissions import SUPPORT_ROLES, AccessError, person_for_command, restrict
 from messaging.selectors import EXPORT_FIELDS, deliveries_for_export, delivery_as_record
 
 
@@ -27,16 +28,34 @@ class Command(BaseCommand):
             "--since", help="Only deliveries created at or after this ISO-8601 time."
         )
         parser.add_argument("--workspace", help="Only this workspace's deliveries.")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USERNAME",
+            help="Export as this person: only workspaces where they are support "
+            "(agency admins: all). Without it, every workspace (the server's operator).",
+        )
 
     def handle(self, *args, **options) -> None:
         since = _parse_since(options["since"]) if options.get("since") else None
+        person = None
+        if options.get("as_user"):
+            try:
+                person = person_for_command(options["as_user"], SUPPORT_ROLES, "export deliveries")
+            except AccessError as exc:
+                raise CommandError(str(exc)) from exc
         workspace = options.get("workspace")
-        if workspace is not None and not Workspace.objects.filter(name=workspace).exists():
-            raise CommandError(f"No workspace named {workspace!r}.")
-        records = (
-            delivery_as_record(delivery)
-            for delivery in deliveries_for_export(since=since, workspace_name=workspace).iterator()
-        )
+        if workspace is not None:
+            known = Workspace.objects.filter(name=workspace)
+            if person is not None:
+                # Another workspace reads as unknown: the error must not tell that it exists.
+                known = restrict(known, person, SUPPORT_ROLES, "")
+            if not known.exists():
+                raise CommandError(f"No workspace named {workspace!r}.")
+        deliveries = deliveries_for_export(since=since, workspace_name=workspace)
+        if person is not None:
+            deliveries = restrict(deliveries, person, SUPPORT_ROLES, "workspace")
+        records = (delivery_as_record(delivery) for delivery in deliveries.iterator())
         if options["format"] == "json":
             self.stdout.write(json.dumps(list(records), indent=2, ensure_ascii=False))
             return

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.permissions import MARKETER_ROLES, AccessError, may, person_for_command
 from triggers.triggerfile import TriggerFileError, parse_trigger_file, triggers_import
 
 
@@ -12,9 +13,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="Path to the trigger file, or - for stdin.")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USERNAME",
+            help="Import as this person (a marketer or agency admin): every trigger must be for "
+            "an account of their workspaces, and the audit trail names them.",
+        )
 
     def handle(self, *args, **options) -> None:
         path = options["path"]
+        person = None
+        if options.get("as_user"):
+            try:
+                person = person_for_command(options["as_user"], MARKETER_ROLES, "import triggers")
+            except AccessError as exc:
+                raise CommandError(str(exc)) from exc
         try:
             text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -36,7 +50,20 @@ class Command(BaseCommand):
                 f"{len(exc.errors)} problem(s) in {path}; nothing was imported. First: "
                 f"{exc.errors[0]}"
             ) from exc
-        summary = triggers_import(specs)
+        if person is not None:
+            outside = [
+                spec for spec in specs if not may(person, MARKETER_ROLES, spec.account, "workspace")
+            ]
+            for spec in outside:
+                self.stderr.write(f"{spec.values['name']}: its account is not in your workspaces.")
+            if outside:
+                # Named by trigger, not account: the error must not describe other workspaces.
+                raise CommandError(
+                    f"{len(outside)} trigger(s) in {path} are for accounts outside "
+                    f"{person.get_username()}'s workspaces; nothing was imported. First: "
+                    f"{outside[0].values['name']!r}."
+                )
+        summary = triggers_import(specs, actor=person)
         for warning in summary.warnings:
             self.stderr.write(f"warning: {warning}")
         self.stdout.write(

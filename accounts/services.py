@@ -1,7 +1,9 @@
 """Writes for workspaces, connected accounts and contacts."""
 
+import enum
 import logging
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -20,6 +22,14 @@ class AccountError(ValueError):
     """Input that cannot connect an account; the message says what to fix."""
 
 
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+# "Leave this field as it is" for account_connect's arguments where None is a real value.
+KEEP = _Keep.KEEP
+
+
 @transaction.atomic
 def account_connect(
     *,
@@ -30,10 +40,19 @@ def account_connect(
     page_id: str = "",
     login_kind: str = LoginKind.FACEBOOK,
     scopes: list[str] | None = None,
+    ig_alt_id: str | None = None,
+    token_expires_at: datetime | _Keep | None = KEEP,
+    token_refreshed_at: datetime | _Keep | None = KEEP,
+    meta_user_id: str | None = None,
+    connected_by: Any = None,
+    needs_reconnect: tuple[str, str] | None = None,
 ) -> tuple[InstagramAccount, bool]:
     """Connect an account with a token obtained elsewhere, or replace its token.
 
-    Returns the account and whether it was created.
+    Returns the account and whether it was created. The optional arguments are what the OAuth
+    journey (accounts/connecting.py) knows beyond a pasted token; left out, they keep the stored
+    values. ``needs_reconnect`` = (reason, sentence) stores the account as needing a reconnect
+    (a permission was declined) instead of active; no held send is released then.
     """
     workspace_name = workspace_name.strip()
     ig_user_id = ig_user_id.strip()
@@ -78,13 +97,27 @@ def account_connect(
     account.access_token = access_token.strip()
     if scopes is not None:
         account.scopes = scopes
+    if ig_alt_id is not None:
+        account.ig_alt_id = ig_alt_id if ig_alt_id != ig_user_id else ""
+    if token_expires_at is not KEEP:
+        account.token_expires_at = token_expires_at
+    if token_refreshed_at is not KEEP:
+        account.token_refreshed_at = token_refreshed_at
+    if meta_user_id is not None:
+        account.meta_user_id = meta_user_id
+    if connected_by is not None:
+        account.connected_by = connected_by
     was_held = account.pk is not None and account.status == AccountStatus.NEEDS_RECONNECT
-    account.status = AccountStatus.ACTIVE
-    account.status_reason = ""
-    account.reconnect_reason = ""
+    if needs_reconnect is None:
+        account.status = AccountStatus.ACTIVE
+        account.status_reason = ""
+        account.reconnect_reason = ""
+    else:
+        account.status = AccountStatus.NEEDS_RECONNECT
+        account.reconnect_reason, account.status_reason = needs_reconnect
     account.status_changed_at = timezone.now()
     account.save()
-    if was_held:
+    if was_held and needs_reconnect is None:
         transaction.on_commit(
             lambda: account_reconnected.send(sender=InstagramAccount, account=account)
         )

@@ -9,6 +9,7 @@ deploy fails at start instead of running with development values.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -79,6 +80,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The console's "Connect an Instagram account" link and reconnect banner.
+                "accounts.context_processors.connect_nav",
             ],
         },
     },
@@ -229,7 +232,9 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_DEFAULT_QUEUE = "events"
 # Intake processing and sending have separate queues so a send backlog never delays parsing.
 # A flooded account's events go to events_bulk; workers take from every queue in turn.
-CELERY_TASK_QUEUES = (Queue("events"), Queue("events_bulk"), Queue("sends"))
+# Token upkeep (refresh, daily check) has its own queue so a fan-out over every account
+# never queues in front of intake or sends.
+CELERY_TASK_QUEUES = (Queue("events"), Queue("events_bulk"), Queue("sends"), Queue("maintenance"))
 # More webhook events than this for one account within 10 s marks it as flooded.
 HOT_ACCOUNT_EVENTS_PER_WINDOW = env.int("HOT_ACCOUNT_EVENTS_PER_WINDOW", default=50)
 CELERY_TASK_ROUTES = {
@@ -238,6 +243,7 @@ CELERY_TASK_ROUTES = {
     "messaging.pace_account": {"queue": "sends"},
     "messaging.*": {"queue": "events"},
     "triggers.*": {"queue": "events"},
+    "accounts.*": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
@@ -254,7 +260,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "triggers.sweep_flows",
         "schedule": SWEEP_INTERVAL_SECONDS,
     },
+    # Wall-clock schedules, not intervals: an interval restarts with beat, and a beat
+    # restarted more often than daily would never run a daily job (docs/tokens.md).
+    "refresh-tokens": {
+        "task": "accounts.refresh_tokens",
+        "schedule": crontab(minute=23, hour="*/6"),
+    },
+    "check-tokens": {
+        "task": "accounts.check_tokens",
+        "schedule": crontab(minute=17, hour=3),
+    },
 }
+# Instagram-Login tokens (60 days) are refreshed this many days before they expire.
+TOKEN_REFRESH_DAYS_BEFORE_EXPIRY = env.int("TOKEN_REFRESH_DAYS_BEFORE_EXPIRY", default=10)
+# The daily check warns (status reason, check_tokens output) this many days before a token
+# or Meta's data access that cannot be refreshed runs out.
+TOKEN_EXPIRY_WARNING_DAYS = env.int("TOKEN_EXPIRY_WARNING_DAYS", default=14)
 # An event or delivery left pending this long is handed to the queue again by the sweeper.
 PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=15.0)
 # Must exceed the longest Graph call (connect + read timeouts) plus the pre-send checks.

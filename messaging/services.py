@@ -597,3 +597,91 @@ def account_release(*, account_id: int) -> int:
     ).update(held_since=None, dispatched_at=None)
     pacer_request(account_id)
     return released
+
+
+# --- replay after a reconnect (called by webhooks.replay) ---------------------------------------
+# Sends skipped because their account could not send: replayable once it is reconnected.
+RECONNECT_REASONS = (DeliveryReason.TOKEN_INVALID, DeliveryReason.PERMISSION_MISSING)
+# Attempt outcomes that mean the request may have reached Meta: such a send is never replayed.
+_MAY_HAVE_REACHED_META = (Outcome.SENT.value, Outcome.UNKNOWN.value, IN_FLIGHT, "lost")
+# Public replies have no window of Meta's; a reply a week after the comment (when its private
+# reply can no longer go) reads as noise, so they are replayed within the private-reply window.
+# Nothing skipped earlier than this can have an open window either.
+REPLAY_HORIZON = timedelta(days=7)
+
+
+def deliveries_skipped_for_reconnect(*, account_id: int, since: datetime | None = None):
+    """Sends of the account that waited for a reconnect in vain and never reached Meta.
+
+    ``held_since`` is kept when a hold expires, so it tells these apart from sends skipped for
+    other reasons (an account disabled on purpose: those are not replayed). Attempts that Meta
+    refused (the token error that put the account on hold) do not count as having reached it.
+    """
+    skipped = Delivery.objects.filter(
+        account_id=account_id,
+        status=DeliveryStatus.SKIPPED,
+        reason__in=RECONNECT_REASONS,
+        held_since__isnull=False,
+    ).exclude(attempt_log__outcome__in=_MAY_HAVE_REACHED_META)
+    if since is not None:
+        skipped = skipped.filter(finished_at__gte=since)
+    return skipped
+
+
+def delivery_replay_window_end(delivery: Delivery) -> datetime | None:
+    """Until when a skipped send may still go, counted from the interaction it answered.
+
+    Messages count from their own interaction, not the person's latest one: a newer message
+    reopens Meta's window, but it gets its own answer; replaying an old answer into it would
+    answer something said days ago. None: it can never go (a message with no interaction).
+    """
+    if delivery.kind == DeliveryKind.PUBLIC_REPLY:
+        return (delivery.interaction_at or delivery.created_at) + REPLAY_HORIZON
+    if delivery.kind == DeliveryKind.PRIVATE_REPLY:
+        return window_end(delivery) or delivery.created_at + REPLAY_HORIZON
+    answered = delivery.interaction_at or (
+        delivery.contact.last_interaction_at if delivery.contact else None
+    )
+    if answered is None:
+        return None
+    from messaging.checks import MESSAGE_WINDOW
+
+    return answered + MESSAGE_WINDOW
+
+
+def deliveries_requeue_skipped_for_reconnect(
+    *, account_id: int, since: datetime | None = None, now: datetime | None = None
+) -> dict:
+    """Queue again the account's sends skipped while it was disconnected, if still in time.
+
+    Each goes back as a fresh claim (queued, no reason, no hold, not dispatched) with its
+    dedupe key unchanged, so the pre-send checklist runs again and nothing is sent twice.
+    ``since`` excludes sends skipped before it (an earlier replay considered them).
+    Returns {"requeued": n, "too_old": k}.
+    """
+    now = now or timezone.now()
+    floor = now - REPLAY_HORIZON
+    since = max(since, floor) if since is not None else floor
+    account = InstagramAccount.objects.only("username").get(pk=account_id)
+    requeued = too_old = 0
+    candidates = deliveries_skipped_for_reconnect(account_id=account_id, since=since)
+    for delivery in candidates.select_related("contact").order_by("created_at", "pk"):
+        ends = delivery_replay_window_end(delivery)
+        if ends is None or ends <= now:
+            too_old += 1
+            continue
+        # Conditional: a concurrent replay (or anything else) that moved it first wins.
+        requeued += Delivery.objects.filter(
+            pk=delivery.pk, status=DeliveryStatus.SKIPPED, reason=delivery.reason
+        ).update(
+            status=DeliveryStatus.QUEUED,
+            reason="",
+            detail=f"Queued again after @{account.username} was reconnected (replay).",
+            held_since=None,
+            dispatched_at=None,
+            next_attempt_at=None,
+            finished_at=None,
+        )
+    if requeued:
+        transaction.on_commit(partial(pacer_kick, account_id=account_id))
+    return {"requeued": requeued, "too_old": too_old}

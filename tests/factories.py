@@ -90,3 +90,65 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
     dedupe_key = factory.LazyAttribute(lambda o: f"{o.kind}:{o.comment_id}")
     interaction_at = factory.LazyFunction(timezone.now)
     event_received_at = factory.LazyFunction(timezone.now)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A person who signs in to the console (staff, no Django model permissions)."""
+
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@agency.test")
+    is_staff = True
+    is_superuser = False
+
+    @factory.post_generation
+    def password(self, create, extracted, **kwargs):
+        # Hashing is slow on purpose; tests sign in with force_login, so only hash when asked.
+        if extracted:
+            self.set_password(extracted)
+        else:
+            self.set_unusable_password()
+        if create:
+            self.save(update_fields=["password"])
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "accounts.Membership"
+
+    user = factory.SubFactory(UserFactory)
+    workspace = factory.SubFactory(WorkspaceFactory)
+    role = "marketer"
+
+
+class FlowRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "triggers.FlowRun"
+
+    trigger = factory.SubFactory(TriggerFactory)
+    account = factory.SelfAttribute("trigger.account")
+    contact = factory.SubFactory(ContactFactory, account=factory.SelfAttribute("..account"))
+    origin_key = factory.Sequence(lambda n: f"comment:1786{n:09d}")
+    segment_key = factory.SelfAttribute("origin_key")
+
+
+class TriggerFiringFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "triggers.TriggerFiring"
+
+    trigger = factory.SubFactory(TriggerFactory)
+    contact = factory.SubFactory(ContactFactory, account=factory.SelfAttribute("..trigger.account"))
+    fired_at = factory.LazyFunction(timezone.now)
+    origin_key = factory.Sequence(lambda n: f"comment:1787{n:09d}")
+
+
+class InstagramLoginAccountFactory(InstagramAccountFactory):
+    """An account connected with Instagram Login: no Page, an app-scoped alternate id."""
+
+    login_kind = LoginKind.INSTAGRAM
+    page_id = ""
+    ig_alt_id = factory.Sequence(lambda n: f"2784140{n:010d}")

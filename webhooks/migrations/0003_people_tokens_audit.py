@@ -4,16 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_people_tokens_audit'),
-        ('webhooks', '0002_outbox_requeue_spacing'),
+        ("accounts", "0003_people_tokens_audit"),
+        ("webhooks", "0002_outbox_requeue_spacing"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='webhookevent',
-            name='accounts',
-            field=models.ManyToManyField(blank=True, related_name='webhook_events', to='accounts.instagramaccount'),
+            model_name="webhookevent",
+            name="accounts",
+            field=models.ManyToManyField(
+                blank=True, related_name="webhook_events", to="accounts.instagramaccount"
+            ),
         ),
     ]

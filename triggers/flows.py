@@ -183,32 +183,28 @@ def _emit(run: FlowRun, origin: Origin, *, gate_passed: bool = False) -> Deliver
     delay = int(spec.get("delay_seconds") or 0)
     not_before = timezone.now() + timedelta(seconds=delay) if delay else None
     if via_comment:
-        delivery = messaging_services.delivery_create(
-            account=run.account,
-            trigger=run.trigger,
-            contact=run.contact,
-            kind=DeliveryKind.PRIVATE_REPLY,
-            dedupe_key=f"private_reply:{run.comment_id}",
-            payload=render_private_reply(spec, run.pk),
-            comment_id=run.comment_id,
-            interaction_at=origin.occurred_at,
-            event_id=origin.event_id,
-            event_received_at=origin.event_received_at,
-            not_before=not_before,
-        )
+        how = {
+            "kind": DeliveryKind.PRIVATE_REPLY,
+            "dedupe_key": f"private_reply:{run.comment_id}",
+            "payload": render_private_reply(spec, run.pk),
+            "comment_id": run.comment_id,
+        }
     else:
-        delivery = messaging_services.delivery_create(
-            account=run.account,
-            trigger=run.trigger,
-            contact=run.contact,
-            kind=DeliveryKind.MESSAGE,
-            dedupe_key=f"flow:{run.pk}:{run.step}:{run.position}:{run.segment_key}",
-            payload=render(spec, run.pk),
-            interaction_at=origin.occurred_at,
-            event_id=origin.event_id,
-            event_received_at=origin.event_received_at,
-            not_before=not_before,
-        )
+        how = {
+            "kind": DeliveryKind.MESSAGE,
+            "dedupe_key": f"flow:{run.pk}:{run.step}:{run.position}:{run.segment_key}",
+            "payload": render(spec, run.pk),
+        }
+    delivery = messaging_services.delivery_create(
+        account=run.account,
+        trigger=run.trigger,
+        contact=run.contact,
+        interaction_at=origin.occurred_at,
+        event_id=origin.event_id,
+        event_received_at=origin.event_received_at,
+        not_before=not_before,
+        **how,
+    )
     run.status, run.waiting_delivery_id = FlowStatus.RUNNING, delivery.pk
     run.detail = f"Message {run.position + 1} of {run.step or 'the first step'} queued."
     run.save(update_fields=["status", "waiting_delivery_id", "detail", "updated_at"])

@@ -4,8 +4,6 @@ Bodies are built from Meta's documented shapes (meta.samples); sends go through 
 Graph client against `responses`.
 """
 
-import json
-import re
 from datetime import timedelta
 
 import pytest
@@ -15,54 +13,12 @@ from accounts.models import Contact
 from messaging.models import Delivery, DeliveryKind, DeliveryStatus
 from meta import samples
 from tests.conftest import GRAPH
-from tests.factories import ContactFactory, InstagramAccountFactory, TriggerFactory
+from tests.factories import ContactFactory, TriggerFactory
+from tests.triggers.conftest import PERSON
 from triggers.models import TriggerFiring
-from webhooks import services
 from webhooks.models import EventState
 
 pytestmark = pytest.mark.django_db
-PERSON = "1789000000000001"
-
-
-@pytest.fixture
-def account():
-    return InstagramAccountFactory()
-
-
-@pytest.fixture
-def graph(mocked_graph, account):
-    """Meta answering every send; `sent()` lists what reached it."""
-    mocked_graph.add(
-        "POST",
-        re.compile(rf"{GRAPH}/\d+/messages"),
-        json={"recipient_id": PERSON, "message_id": "m.ok"},
-    )
-    mocked_graph.add("POST", re.compile(rf"{GRAPH}/\d+/replies"), json={"id": "17900000000000001"})
-
-    def sent() -> list[dict]:
-        out = []
-        for call in mocked_graph.calls:
-            if call.request.method != "POST":
-                continue
-            if call.request.url.endswith("/replies"):
-                out.append({"public_reply": call.request.url.split("/")[-2]})
-            else:
-                out.append(json.loads(call.request.body))
-        return out
-
-    mocked_graph.sent = sent
-    return mocked_graph
-
-
-@pytest.fixture
-def process(django_capture_on_commit_callbacks):
-    def _process(body: dict):
-        with django_capture_on_commit_callbacks(execute=True):
-            event = services.webhook_event_receive(raw_body=json.dumps(body).encode()).event
-        event.refresh_from_db()
-        return event
-
-    return _process
 
 
 def dm(account, text, **kwargs):

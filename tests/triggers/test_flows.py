@@ -11,13 +11,13 @@ from messaging import services as messaging_services
 from messaging.models import Delivery, DeliveryKind, DeliveryStatus
 from meta import samples
 from tests.conftest import GRAPH
-from tests.factories import InstagramAccountFactory, TriggerFactory
+from tests.factories import TriggerFactory
+from tests.triggers.conftest import PERSON
 from triggers import flows
 from triggers.models import FlowRun, FlowStatus
-from webhooks import services
 
 pytestmark = pytest.mark.django_db
-PERSON = "1789000000000001"
+
 LINK_FLOW = {
     "messages": [
         {
@@ -27,42 +27,6 @@ LINK_FLOW = {
     ],
     "steps": {"link": [{"text": "Here it is: https://example.com/guide"}]},
 }
-
-
-@pytest.fixture
-def account():
-    return InstagramAccountFactory()
-
-
-@pytest.fixture
-def graph(mocked_graph, account):
-    mocked_graph.add(
-        "POST",
-        re.compile(rf"{GRAPH}/\d+/messages"),
-        json={"recipient_id": PERSON, "message_id": "m.ok"},
-    )
-    mocked_graph.add("POST", re.compile(rf"{GRAPH}/\d+/replies"), json={"id": "17900000000000001"})
-
-    def sent() -> list[dict]:
-        return [
-            json.loads(call.request.body)
-            for call in mocked_graph.calls
-            if call.request.method == "POST" and call.request.url.endswith("/messages")
-        ]
-
-    mocked_graph.sent = sent
-    return mocked_graph
-
-
-@pytest.fixture
-def process(django_capture_on_commit_callbacks):
-    def _process(body: dict):
-        with django_capture_on_commit_callbacks(execute=True):
-            event = services.webhook_event_receive(raw_body=json.dumps(body).encode()).event
-        event.refresh_from_db()
-        return event
-
-    return _process
 
 
 def flow_trigger(account, **overrides):
@@ -94,7 +58,7 @@ def test_private_reply_carries_the_quick_reply_and_the_tap_sends_the_link(accoun
 
     process(comment(account))
 
-    (private,) = graph.sent()
+    (private,) = graph.messages()
     run = FlowRun.objects.get()
     assert private["recipient"] == {"comment_id": "4001"}
     assert private["message"] == {
@@ -108,7 +72,7 @@ def test_private_reply_carries_the_quick_reply_and_the_tap_sends_the_link(accoun
     event = process(tap(account, f"flow:{run.pk}:link"))
 
     assert event.result[0]["outcome"] == "matched"
-    link = graph.sent()[-1]
+    link = graph.messages()[-1]
     assert link == {
         "recipient": {"id": PERSON},
         "messaging_type": "RESPONSE",
@@ -130,9 +94,9 @@ def test_a_redelivered_tap_sends_nothing_twice_but_a_new_tap_does(account, graph
     again = json.loads(json.dumps(body))
     again["entry"][0]["time"] += 1  # same tap (same mid), other bytes
     process(again)
-    assert len(graph.sent()) == 2
+    assert len(graph.messages()) == 2
     process(tap(account, f"flow:{run.pk}:link"))  # the person taps once more
-    assert len(graph.sent()) == 3
+    assert len(graph.messages()) == 3
 
 
 def test_a_typed_reply_naming_the_option_continues_the_flow(account, graph, process):
@@ -143,7 +107,7 @@ def test_a_typed_reply_naming_the_option_continues_the_flow(account, graph, proc
             account_id=account.ig_user_id, sender_id=PERSON, text="send me the LINK!"
         )
     )
-    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
 
 
 def test_a_tap_from_someone_else_or_on_a_deleted_flow_is_ignored(account, graph, process):
@@ -157,7 +121,7 @@ def test_a_tap_from_someone_else_or_on_a_deleted_flow_is_ignored(account, graph,
     assert process(stranger).result[0]["outcome"] == "ignored"
     trigger.delete()
     assert process(tap(account, f"flow:{run.pk}:link")).result[0]["outcome"] == "ignored"
-    assert len(graph.sent()) == 1
+    assert len(graph.messages()) == 1
 
 
 def test_postback_button_continues_the_flow(account, graph, process):
@@ -177,7 +141,7 @@ def test_postback_button_continues_the_flow(account, graph, process):
     )
     process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
     run = FlowRun.objects.get()
-    template = graph.sent()[0]["message"]["attachment"]["payload"]
+    template = graph.messages()[0]["message"]["attachment"]["payload"]
     assert template["buttons"] == [
         {"type": "web_url", "url": "https://example.com/shop", "title": "Shop"},
         {"type": "postback", "title": "Get the guide", "payload": f"flow:{run.pk}:link"},
@@ -188,7 +152,7 @@ def test_postback_button_continues_the_flow(account, graph, process):
             payload=f"flow:{run.pk}:link",
         )
     )  # fmt: skip
-    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
 
 
 def test_messages_go_in_order_and_a_delay_is_a_durable_due_time(account, graph, process):
@@ -201,7 +165,7 @@ def test_messages_go_in_order_and_a_delay_is_a_durable_due_time(account, graph, 
     )
     process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
 
-    assert [item["message"]["text"] for item in graph.sent()] == ["one", "two"]
+    assert [item["message"]["text"] for item in graph.messages()] == ["one", "two"]
     later = Delivery.objects.get(payload={"text": "three"})
     assert later.status == DeliveryStatus.QUEUED
     assert later.next_attempt_at > timezone.now() + timedelta(minutes=59)
@@ -231,7 +195,7 @@ def test_a_delayed_message_is_checked_against_the_window_when_it_runs(
     run = FlowRun.objects.get()
     assert run.status == FlowStatus.STOPPED
     assert "window_expired" in run.detail
-    assert [item["message"]["text"] for item in graph.sent()] == ["one"]
+    assert [item["message"]["text"] for item in graph.messages()] == ["one"]
 
 
 def _gated(account):
@@ -253,7 +217,7 @@ def test_follow_gate_asks_non_followers_and_sends_once_they_follow(account, grap
     run = FlowRun.objects.get()
     process(tap(account, f"flow:{run.pk}:link"))
 
-    ask = graph.sent()[-1]["message"]
+    ask = graph.messages()[-1]["message"]
     assert ask == {
         "text": f"Follow @{account.username} first!",
         "quick_replies": [
@@ -269,11 +233,11 @@ def test_follow_gate_asks_non_followers_and_sends_once_they_follow(account, grap
 
     # Still not following: asked again, never dropped.
     process(tap(account, f"flow:{run.pk}:_recheck", title="Done, I follow"))
-    assert graph.sent()[-1]["message"]["text"] == f"Follow @{account.username} first!"
+    assert graph.messages()[-1]["message"]["text"] == f"Follow @{account.username} first!"
 
     graph.replace("GET", f"{GRAPH}/{PERSON}", json={"id": PERSON, "is_user_follow_business": True})
     process(tap(account, f"flow:{run.pk}:_recheck", title="Done, I follow"))
-    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
     run.refresh_from_db()
     assert run.status == FlowStatus.DONE
     lookups = [c for c in graph.calls if c.request.method == "GET"]
@@ -290,7 +254,7 @@ def test_follow_gate_sends_the_resource_when_meta_cannot_say(account, graph, pro
     process(comment(account))
     run = FlowRun.objects.get()
     process(tap(account, f"flow:{run.pk}:link"))
-    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
     assert "Follow check for flow run" in caplog.text
 
 
@@ -298,10 +262,10 @@ def test_private_reply_without_choices_when_switched_off(account, graph, process
     settings.PRIVATE_REPLY_CHOICES = False
     flow_trigger(account)
     process(comment(account))
-    assert graph.sent()[0]["message"] == {"text": "Want the guide?"}
+    assert graph.messages()[0]["message"] == {"text": "Want the guide?"}
     # Any reply continues the single option.
     process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="yes pls"))
-    assert graph.sent()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
 
 
 def test_a_failed_message_stops_the_run_with_the_reason(account, mocked_graph, process):

@@ -87,7 +87,7 @@ class Command(BaseCommand):
             login_kind=LoginKind.FACEBOOK,
             scopes=["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"],
         )
-        summary = triggers_import(parse_trigger_file(DEMO_TRIGGERS))
+        summary = triggers_import(parse_trigger_file(DEMO_TRIGGERS), actor_label="load_demo")
         self.stdout.write(
             f"Demo account @{account.username} ({account.ig_user_id}) in {DEMO_WORKSPACE!r}; "
             f"{len(DEMO_TRIGGERS['triggers'])} demo triggers: {summary.created} created, "

@@ -163,9 +163,9 @@ def _role_in(user, workspace_id: int) -> str:
 def can_connect(user, workspace: Workspace, *, account: InstagramAccount | None = None) -> bool:
     """May ``user`` connect accounts in ``workspace`` (or reconnect ``account`` there)?
 
-    Agency admins (superusers, or an agency-admin membership of the workspace) connect any
-    account; marketers of the workspace may reconnect an account that is already in it;
-    support people and everyone else may not.
+    Agency admins (superusers) connect any account; marketers of the workspace may reconnect
+    an account that is already in it; support people and everyone else may not (a membership
+    never makes an agency admin: docs/access.md).
     """
     if user is None or not user.is_authenticated or not user.is_active:
         return False
@@ -174,8 +174,6 @@ def can_connect(user, workspace: Workspace, *, account: InstagramAccount | None 
     if user.is_superuser:
         return True
     role = _role_in(user, workspace.pk)
-    if role == Role.AGENCY_ADMIN:
-        return True
     return role == Role.MARKETER and account is not None and account.pk is not None
 
 
@@ -183,10 +181,9 @@ def connectable_workspaces(user) -> list[Workspace]:
     """Workspaces where ``user`` may connect a new account (the start page's list)."""
     if not user.is_authenticated or not user.is_active:
         return []
-    workspaces = Workspace.objects.order_by("name")
     if not user.is_superuser:
-        workspaces = workspaces.filter(memberships__user=user, memberships__role=Role.AGENCY_ADMIN)
-    return list(workspaces)
+        return []
+    return list(Workspace.objects.order_by("name"))
 
 
 def instagram_login_enabled() -> bool:
@@ -215,9 +212,8 @@ def accounts_needing_reconnect(user, limit: int = 20) -> list[InstagramAccount]:
         accounts = accounts.filter(workspace_id__in=roles)
     found = list(accounts.order_by("workspace__name", "username")[:limit])
     for account in found:
-        account.can_reconnect = user.is_superuser or roles.get(account.workspace_id) in (
-            Role.AGENCY_ADMIN,
-            Role.MARKETER,
+        account.can_reconnect = user.is_superuser or roles.get(account.workspace_id) == (
+            Role.MARKETER
         )
         account.reconnect_url = reconnect_url(account)
     return found

@@ -632,7 +632,8 @@ def test_can_connect(django_user_model, workspace):
     support = person_with(Role.SUPPORT, workspace, django_user_model)
 
     assert connecting.can_connect(admin, workspace)
-    assert connecting.can_connect(agency, workspace)
+    # An agency-admin membership grants nothing: agency admins are superusers.
+    assert not connecting.can_connect(agency, workspace)
     assert not connecting.can_connect(agency, other.workspace)
     assert not connecting.can_connect(marketer, workspace)
     assert connecting.can_connect(marketer, workspace, account=account)

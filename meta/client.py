@@ -127,7 +127,8 @@ def _redact(text: str) -> str:
     return _SECRET_QUERY_RE.sub(r"\1***", _SECRET_JSON_RE.sub(r'\1"***"', text))
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """An integer from Meta's JSON (numbers may come as strings), None when it is not one."""
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -399,8 +400,8 @@ class GraphClient:
             )
 
         error = error if isinstance(error, dict) else {}
-        code = _as_int(error.get("code"))
-        subcode = _as_int(error.get("error_subcode"))
+        code = as_int(error.get("code"))
+        subcode = as_int(error.get("error_subcode"))
         is_transient = _as_bool(error.get("is_transient"))
         error_class: ErrorClass = classify_error(
             code, subcode, http_status=status, is_transient=is_transient

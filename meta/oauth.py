@@ -49,7 +49,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from meta.client import DEFAULT_TIMEOUT, shared_session
+from meta.client import DEFAULT_TIMEOUT, as_int, shared_session
 
 FACEBOOK_LOGIN_SCOPES: tuple[str, ...] = (
     "instagram_basic",
@@ -290,15 +290,6 @@ def instagram_unversioned_base(ig_graph_base: str) -> str:
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _redact(text: str) -> str:
     return _SECRET_TEXT.sub(r"\1***", text)
 
@@ -309,12 +300,12 @@ def _error_from(response: requests.Response, body: Any) -> OAuthError:
     status = response.status_code
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]
-        code = _as_int(error.get("code"))
+        code = as_int(error.get("code"))
         transient = error.get("is_transient") in (True, "true")
         return OAuthError(
             _redact(str(error.get("message") or f"Meta answered HTTP {status}")),
             code,
-            _as_int(error.get("error_subcode")),
+            as_int(error.get("error_subcode")),
             str(error.get("fbtrace_id") or ""),
             http_status=status,
             error_type=str(error.get("type") or ""),
@@ -324,7 +315,7 @@ def _error_from(response: requests.Response, body: Any) -> OAuthError:
     if isinstance(body, dict) and ("error_message" in body or "error_type" in body):
         return OAuthError(
             _redact(str(body.get("error_message") or f"Meta answered HTTP {status}")),
-            _as_int(body.get("code")),
+            as_int(body.get("code")),
             http_status=status,
             error_type=str(body.get("error_type") or ""),
             retryable=status >= 500,
@@ -379,7 +370,7 @@ def _token(body: Mapping[str, Any]) -> Token:
     return Token(
         access_token=value,
         token_type=str(body.get("token_type") or "bearer"),
-        expires_in=_as_int(body.get("expires_in")),
+        expires_in=as_int(body.get("expires_in")),
     )
 
 
@@ -542,14 +533,14 @@ def debug_token(
         granular_scopes=tuple(granular),
         expires_at=_epoch(data.get("expires_at")),
         data_access_expires_at=_epoch(data.get("data_access_expires_at")),
-        error_code=_as_int(error.get("code")),
-        error_subcode=_as_int(error.get("subcode")),
+        error_code=as_int(error.get("code")),
+        error_subcode=as_int(error.get("subcode")),
         error_message=str(error.get("message") or ""),
     )
 
 
 def _epoch(value: Any) -> datetime | None:
-    seconds = _as_int(value)
+    seconds = as_int(value)
     # 0 means "never" for expires_at.
     return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
 

@@ -675,6 +675,18 @@ def _fault_nodes(call: Call) -> set[str]:
     return nodes
 
 
+def parse_request(
+    query_string: str, headers: Mapping[str, str], raw_body: bytes
+) -> tuple[dict[str, Any], Any, str | None, dict[str, Any]]:
+    """Query, parsed body, body error, and the parameters Meta reads (body over query)."""
+    query = parse_query(query_string)
+    body, body_error = parse_body(headers.get("Content-Type") or "", raw_body)
+    params = dict(query)
+    if isinstance(body, dict):
+        params.update(body)
+    return query, body, body_error, params
+
+
 def handle_graph(
     state: State,
     method: str,
@@ -685,11 +697,7 @@ def handle_graph(
 ) -> Outcome:
     """Answer one Graph API request and log it."""
     host, segments = split_path(raw_path)
-    query = parse_query(query_string)
-    body, body_error = parse_body(headers.get("Content-Type") or "", raw_body)
-    params = dict(query)
-    if isinstance(body, dict):
-        params.update(body)
+    query, body, body_error, params = parse_request(query_string, headers, raw_body)
     for name in ("recipient", "message"):
         if name in params:
             params[name] = _decode_json_param(params[name])

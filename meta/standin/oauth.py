@@ -34,8 +34,7 @@ from .graph import (
     INSTAGRAM_WEB_HOST,
     Outcome,
     extract_token,
-    parse_body,
-    parse_query,
+    parse_request,
     split_path,
     token_host_error,
 )
@@ -853,11 +852,7 @@ def handle_oauth(
 ) -> Outcome:
     """Answer one OAuth or account request (``endpoint`` from ``route``) and log it."""
     host, segments = split_path(raw_path)
-    query = parse_query(query_string)
-    body, body_error = parse_body(headers.get("Content-Type") or "", raw_body)
-    params = dict(query)
-    if isinstance(body, dict):
-        params.update(body)
+    query, body, body_error, params = parse_request(query_string, headers, raw_body)
     token = extract_token(headers, params)
     req = Request(endpoint, method, host, raw_path, segments, query, body, params, headers, token)
     client_id = _param(params, "client_id")

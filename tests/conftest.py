@@ -4,6 +4,7 @@ from django.conf import settings
 
 from config.celery import app as celery_app
 from meta.samples import signed
+from meta.standin import StandIn
 
 GRAPH = "https://graph.test/v24.0"
 INSTAGRAM_GRAPH = "https://graph-ig.test/v24.0"
@@ -41,3 +42,11 @@ def sign():
         return signed(body, secret or settings.META_APP_SECRET)
 
     return _sign
+
+
+@pytest.fixture(scope="module")
+def standin():
+    """The Graph API stand-in in this process, one per test module (control it per test)."""
+    server = StandIn(host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()

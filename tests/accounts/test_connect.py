@@ -26,7 +26,7 @@ from accounts.models import (
 from accounts.signals import account_reconnected
 from messaging.models import DeliveryStatus
 from meta import oauth
-from meta.standin import StandIn, StandInControl
+from meta.standin import StandInControl
 from tests.factories import DeliveryFactory, InstagramAccountFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
@@ -63,13 +63,6 @@ PERSON = {
         "app_user_id": IG_LOGIN_APP_USER_ID,
     },
 }
-
-
-@pytest.fixture(scope="module")
-def standin():
-    server = StandIn(host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from accounts.tasks import check_tokens, refresh_tokens
 from messaging import services as messaging_services
 from messaging.models import Delivery, DeliveryStatus
 from meta import oauth
-from meta.standin import StandIn, StandInControl
+from meta.standin import StandInControl
 from tests.conftest import GRAPH, INSTAGRAM_GRAPH
 from tests.factories import (
     DeliveryFactory,
@@ -523,13 +523,6 @@ def test_the_daily_beat_task_checks_every_account(mocked_graph):
 FB_APP, FB_SECRET = "demo-app-id", "demo-app-secret"
 IG_APP, IG_SECRET = "demo-instagram-app-id", "demo-instagram-app-secret"
 REDIRECT = "http://dm.test/connect/instagram/callback/"
-
-
-@pytest.fixture(scope="module")
-def standin():
-    server = StandIn(host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -58,13 +58,6 @@ class Bases:
         return f"{self.url}/instagram-api"
 
 
-@pytest.fixture(scope="module")
-def standin():
-    server = StandIn(host="127.0.0.1", port=0).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def control(standin: StandIn):
     ctl = StandInControl(standin.url)

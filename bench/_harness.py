@@ -733,8 +733,12 @@ def make_work_dir(keep: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"instadm-bench-{Path(sys.argv[0]).stem}-"))
 
 
-def remove_work_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def remove_work_dir(path: Path, *, keep: bool = False) -> None:
+    """Remove a run's folder of logs, or say where it is when it is worth keeping."""
+    if keep:
+        print(f"logs kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fmt_ms(seconds: float) -> str:

@@ -1759,10 +1759,7 @@ def main(argv: list[str] | None = None) -> int:
                 drop_database(args)
             except Exception as exc:  # report; the next run recreates it anyway
                 print(f"could not drop database {args.db_name}: {exc}")
-        if ok and not args.keep_logs:
-            remove_work_dir(work)
-        else:
-            print(f"logs kept in {work}")
+        remove_work_dir(work, keep=not ok or args.keep_logs)
 
 
 if __name__ == "__main__":

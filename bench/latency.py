@@ -901,10 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; processes stopped")
         return 130
     finally:
-        if ok and not args.keep_logs:
-            remove_work_dir(work)
-        else:
-            print(f"logs kept in {work}")
+        remove_work_dir(work, keep=not ok or args.keep_logs)
         with contextlib.suppress(Exception):
             redis_cli(args.redis_url, "FLUSHDB")
 

@@ -19,10 +19,12 @@ from messaging.models import DeliveryKind
 from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
 from triggers import flows
 from triggers.models import (
+    FiresOn,
     Trigger,
     TriggerEvent,
     TriggerFiring,
     trigger_cooldown_seconds,
+    trigger_fires_on,
 )
 from triggers.selectors import (
     CommentContext,
@@ -304,7 +306,8 @@ def message_answer(
     fallback = trigger_fallback(account=account, event=event, first_message=first_message)
     if fallback is None:
         return {"outcome": "no_match"}
-    why = "first message (welcome)" if first_message and _is_welcome(fallback) else "default reply"
+    welcome = trigger_fires_on(fallback) == FiresOn.FIRST_MESSAGE
+    why = "first message (welcome)" if welcome else "default reply"
     return _answer(
         account=account,
         trigger=fallback,
@@ -312,7 +315,3 @@ def message_answer(
         origin=origin,
         summary=_summary(fallback, None, why),
     )
-
-
-def _is_welcome(trigger: Trigger) -> bool:
-    return trigger.extra.get("fires_on") == "first_message"

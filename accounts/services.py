@@ -175,13 +175,6 @@ def contact_record_comment(
     return contact
 
 
-def contact_record_message(
-    *, account: InstagramAccount, igsid: str, interacted_at: datetime
-) -> Contact:
-    """A message, story reply, tap or postback: (re)opens the 24-hour window."""
-    return contact_record_inbound(account=account, igsid=igsid, interacted_at=interacted_at)[0]
-
-
 def contact_record_inbound(
     *, account: InstagramAccount, igsid: str, interacted_at: datetime
 ) -> tuple[Contact, bool]:

@@ -100,10 +100,6 @@ def trigger_set(*, account: InstagramAccount, event: str) -> TriggerSet:
     return built
 
 
-def triggers_enabled(*, account: InstagramAccount, event: str) -> list[Trigger]:
-    return list(trigger_set(account=account, event=event).triggers.values())
-
-
 def _specificity(trigger: Trigger, match: Match) -> tuple:
     return (
         trigger.priority,

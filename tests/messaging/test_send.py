@@ -12,7 +12,7 @@ from urllib3.exceptions import NewConnectionError
 
 import messaging.tasks
 from accounts.models import AccountStatus, InstagramAccount
-from accounts.services import account_connect, contact_record_message
+from accounts.services import account_connect, contact_record_inbound
 from messaging import services
 from messaging.models import (
     Delivery,
@@ -536,7 +536,7 @@ def test_the_next_message_to_a_closed_conversation_is_skipped_without_calling_me
 
 def test_a_closed_conversation_opens_again_when_the_person_writes(mocked_graph):
     contact = _closed_contact(mocked_graph)
-    contact_record_message(
+    contact_record_inbound(
         account=contact.account, igsid=contact.igsid, interacted_at=timezone.now()
     )
     answer(mocked_graph, contact.account)

@@ -94,8 +94,27 @@ def delivery_create(
         next_attempt_at=not_before,
     )
     if created:
-        transaction.on_commit(partial(pacer_kick, account_id=account.pk))
+        pace_after_commit(account.pk)
     return delivery
+
+
+def pace_after_commit(account_id: int) -> None:
+    """Pace the account once the transaction commits, once however many sends it queued.
+
+    A comment queues a public and a private reply (a flow, more): one pacer run takes them
+    all, so a kick already waiting in this transaction, and sure to run with it, is enough.
+    """
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        current = set(connection.savepoint_ids)
+        for savepoints, callback, _robust in connection.run_on_commit:
+            if (
+                getattr(callback, "func", None) is pacer_kick
+                and callback.keywords == {"account_id": account_id}
+                and savepoints <= current
+            ):
+                return
+    transaction.on_commit(partial(pacer_kick, account_id=account_id))
 
 
 def contact_follows_account(*, account: InstagramAccount, igsid: str) -> bool | None:
@@ -683,5 +702,5 @@ def deliveries_requeue_skipped_for_reconnect(
             finished_at=None,
         )
     if requeued:
-        transaction.on_commit(partial(pacer_kick, account_id=account_id))
+        pace_after_commit(account_id)
     return {"requeued": requeued, "too_old": too_old}

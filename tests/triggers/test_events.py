@@ -7,6 +7,7 @@ Graph client against `responses`.
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Contact
@@ -299,3 +300,25 @@ def test_intent_trigger_answers_by_meaning(account, graph, process):
     assert texts(graph) == ["It is 20 EUR"]
     assert first.result[0]["mode"] == "intent"
     assert first.result[0]["score"] >= 58
+
+
+def test_a_comment_kicks_its_accounts_pacer_once(account, django_capture_on_commit_callbacks):
+    from accounts import services as account_services
+    from messaging.services import pacer_kick
+    from meta.payloads import parse_webhook
+    from triggers.services import comment_answer
+
+    TriggerFactory(account=account, keywords=["guide"])
+    body = samples.comment_body(account_id=account.ig_user_id, text="guide")
+    (comment,) = parse_webhook(body)
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        contact = account_services.contact_record_comment(
+            account=account, igsid=comment.from_id, username="", commented_at=comment.occurred_at
+        )
+        comment_answer(
+            account=account, comment=comment, contact=contact, event_id=None,
+            event_received_at=None,
+        )  # fmt: skip
+    kicks = [c for c in callbacks if getattr(c, "func", None) is pacer_kick]
+    assert Delivery.objects.count() == 2
+    assert len(kicks) == 1

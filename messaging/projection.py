@@ -46,6 +46,11 @@ def unreachable_deliveries(
                 yield delivery, rate, eta, ends
 
 
+def _per_hour(rate_per_second: float) -> str:
+    """9.7, 727.5, 349,200: a rate per hour with at most one decimal."""
+    return f"{rate_per_second * 3600:,.1f}".removesuffix(".0")
+
+
 def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
     account = InstagramAccount.objects.filter(pk=account_id).first()
     if account is None:
@@ -59,7 +64,7 @@ def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
             reason=DeliveryReason.WINDOW_EXPIRED,
             finished_at=now,
             detail=(
-                f"At @{account.username}'s sending rate ({rate * 3600:.0f}/hour) this send "
+                f"At @{account.username}'s sending rate ({_per_hour(rate)}/hour) this send "
                 f"would go out around {eta:%Y-%m-%d %H:%M} UTC, after its window closes at "
                 f"{ends:%Y-%m-%d %H:%M} UTC; ended now instead of waiting."
             ),

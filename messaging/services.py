@@ -2,6 +2,7 @@
 
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -21,7 +22,13 @@ from messaging.models import (
     DeliveryReason,
     DeliveryStatus,
 )
-from messaging.pacer import account_pace, budgets_for, pacer_request
+from messaging.pacer import (
+    EARLY_TOLERANCE_SECONDS,
+    SLOT_MARGIN_SECONDS,
+    account_pace,
+    budgets_for,
+    pacer_request,
+)
 from messaging.projection import deliveries_expire_unreachable
 from messaging.selectors import accounts_with_due_work
 from messaging.sharedstate import shared_state
@@ -165,8 +172,11 @@ def pacer_kick(*, account_id: int) -> None:
         pacer_request(account_id)
 
 
-def delivery_dispatch(*, delivery_id: int, now: datetime | None = None) -> bool:
-    """Hand a queued delivery to the send queue (called by the pacer once budget allows)."""
+def delivery_dispatch(
+    *, delivery_id: int, now: datetime | None = None, countdown: float = 0.0
+) -> bool:
+    """Hand a queued delivery to the send queue (called by the pacer once budget allows,
+    or `countdown` seconds before it will)."""
     from messaging.tasks import send_delivery
 
     now = now or timezone.now()
@@ -176,7 +186,7 @@ def delivery_dispatch(*, delivery_id: int, now: datetime | None = None) -> bool:
     if not taken:
         return False
     try:
-        send_delivery.delay(delivery_id)
+        send_delivery.apply_async((delivery_id,), countdown=countdown or None)
     except Exception:
         logger.exception(
             "Could not queue delivery %s; it waits for the next pacer run", delivery_id
@@ -426,7 +436,12 @@ def _send_claimed(delivery: Delivery) -> Delivery:
             detail=f"Waiting: @{account.username} is paused ({account.pause_reason}).",
         )
 
-    wait = shared_state().try_acquire(budgets_for(account, delivery.kind))
+    budgets = budgets_for(account, delivery.kind)
+    wait = shared_state().try_acquire(budgets)
+    if 0 < wait <= EARLY_TOLERANCE_SECONDS:
+        # Dispatched ahead and here a moment early (timers are not exact): wait it out.
+        time.sleep(wait + SLOT_MARGIN_SECONDS)
+        wait = shared_state().try_acquire(budgets)
     if wait > 0:
         # The budget is taken here, not when the pacer dispatched: how long a send then sat
         # in the queue varies, and calls must not reach Meta bunched up past its limit.

@@ -30,30 +30,50 @@ class RedisState:
     _ACQUIRE = """
     local now = tonumber(ARGV[1])
     local member = ARGV[2]
-    local record = ARGV[3] == '1'
-    local reserved = tonumber(ARGV[4])
     local wait = 0
     for i, key in ipairs(KEYS) do
-        local limit = tonumber(ARGV[3 + i * 2])
-        local window = tonumber(ARGV[4 + i * 2])
+        local limit = tonumber(ARGV[1 + i * 2])
+        local window = tonumber(ARGV[2 + i * 2])
         redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
         local used = redis.call('ZCARD', key)
         if used >= limit then
             local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
             local free_at = tonumber(oldest[2]) + window - now
             if free_at > wait then wait = free_at end
-        elseif used + reserved >= limit then
-            -- Room now, but promised to sends already on their way: about one use's spacing.
-            if window / limit > wait then wait = window / limit end
         end
     end
-    if wait > 0 or not record then return tostring(wait) end
+    if wait > 0 then return tostring(wait) end
     for i, key in ipairs(KEYS) do
-        local window = tonumber(ARGV[4 + i * 2])
+        local window = tonumber(ARGV[2 + i * 2])
         redis.call('ZADD', key, now, member)
         redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
     end
     return '0'
+    """
+
+    # Read only: when would one more use beyond `reserved` fit? The reserved uses take the
+    # free places first, then those freed as the oldest uses leave the window, in order.
+    _ROOM = """
+    local now = tonumber(ARGV[1])
+    local reserved = tonumber(ARGV[2])
+    local wait = 0
+    for i, key in ipairs(KEYS) do
+        local limit = tonumber(ARGV[1 + i * 2])
+        local window = tonumber(ARGV[2 + i * 2])
+        local since = '(' .. tostring(now - window)
+        local used = redis.call('ZCOUNT', key, since, '+inf')
+        local leave = used + reserved + 1 - limit
+        local free_at = 0
+        if leave > used then
+            free_at = window
+        elseif leave > 0 then
+            local nth = redis.call(
+                'ZRANGEBYSCORE', key, since, '+inf', 'WITHSCORES', 'LIMIT', leave - 1, 1)
+            free_at = tonumber(nth[2]) + window - now
+        end
+        if free_at > wait then wait = free_at end
+    end
+    return tostring(wait)
     """
 
     def __init__(self, url: str):
@@ -61,25 +81,24 @@ class RedisState:
 
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._acquire = self.client.register_script(self._ACQUIRE)
+        self._room = self.client.register_script(self._ROOM)
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
         """0 when a use of every budget was recorded; else seconds until one frees up."""
-        return self._run(budgets, now, record=True)
+        now = time.time() if now is None else now
+        return self._run(self._acquire, budgets, [now, uuid.uuid4().hex])
 
     def room(self, budgets: list[Budget], now: float | None = None, reserved: int = 0) -> float:
-        """Like try_acquire, but records nothing: 0 when every budget has room now for one
-        more use beyond `reserved` (uses promised to sends already on their way)."""
-        return self._run(budgets, now, record=False, reserved=reserved)
-
-    def _run(
-        self, budgets: list[Budget], now: float | None, *, record: bool, reserved: int = 0
-    ) -> float:
+        """Records nothing: seconds until every budget has room for one more use beyond
+        `reserved` (uses promised to sends already on their way); 0 when it has now."""
         now = time.time() if now is None else now
-        args: list = [now, uuid.uuid4().hex, "1" if record else "0", reserved]
+        return self._run(self._room, budgets, [now, reserved])
+
+    @staticmethod
+    def _run(script, budgets: list[Budget], args: list) -> float:
         for budget in budgets:
             args += [budget.limit, budget.window]
-        result = self._acquire(keys=[f"budget:{b.key}" for b in budgets], args=args)
-        return float(result)
+        return float(script(keys=[f"budget:{b.key}" for b in budgets], args=args))
 
     def used(self, budget: Budget, now: float | None = None) -> int:
         now = time.time() if now is None else now
@@ -118,13 +137,17 @@ class DatabaseState:
         now = time.time() if now is None else now
         wait = 0.0
         for budget in budgets:
-            recent = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
-            used = recent.count()
-            if used >= budget.limit:
-                oldest = recent.order_by("at").values_list("at", flat=True).first()
-                wait = max(wait, oldest + budget.window - now)
-            elif used + reserved >= budget.limit:
-                wait = max(wait, budget.window / budget.limit)
+            uses = list(
+                BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
+                .order_by("at")
+                .values_list("at", flat=True)
+            )
+            # As in RedisState._ROOM: this many uses must leave the window first.
+            leave = len(uses) + reserved + 1 - budget.limit
+            if leave > len(uses):
+                wait = max(wait, budget.window)
+            elif leave > 0:
+                wait = max(wait, uses[leave - 1] + budget.window - now)
         return wait
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:

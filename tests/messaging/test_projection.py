@@ -46,10 +46,11 @@ def statuses(deliveries) -> list[str]:
     return [by_pk[d.pk] for d in deliveries]
 
 
-# --- private replies: 10 an hour (9 with headroom), comments whose 7 days end in an hour ----------
+# --- private replies: 10 an hour (9.7 with headroom), comments whose 7 days end in an hour --------
 def _slow_account_with_backlog(now, count=20):
     account = InstagramAccountFactory(username="acme.studio", private_reply_limit_per_hour=10)
-    # At 9 an hour the n-th goes out at now + n * 400 s: the first 9 fit before the window closes.
+    # At 9.7 an hour the n-th goes out at now + n * 371 s: the first 10 fit before the window
+    # closes.
     closes = now + timedelta(hours=1, seconds=200)
     return account, private_reply_backlog(account, count, window_closes_at=closes, now=now), closes
 
@@ -59,8 +60,8 @@ def test_sends_that_cannot_make_their_window_end_skipped_window_expired(now):
 
     expired = deliveries_expire_unreachable(account_id=account.pk, now=now)
 
-    assert expired == 11
-    assert statuses(backlog[9:]) == [DeliveryStatus.SKIPPED] * 11
+    assert expired == 10
+    assert statuses(backlog[10:]) == [DeliveryStatus.SKIPPED] * 10
     assert {d.reason for d in Delivery.objects.filter(status=DeliveryStatus.SKIPPED)} == {
         DeliveryReason.WINDOW_EXPIRED
     }
@@ -71,7 +72,7 @@ def test_sends_that_can_make_their_window_stay_queued(now):
 
     deliveries_expire_unreachable(account_id=account.pk, now=now)
 
-    assert statuses(backlog[:9]) == [DeliveryStatus.QUEUED] * 9
+    assert statuses(backlog[:10]) == [DeliveryStatus.QUEUED] * 10
 
 
 def test_the_detail_states_the_rate_and_the_times(now):
@@ -79,19 +80,19 @@ def test_the_detail_states_the_rate_and_the_times(now):
 
     deliveries_expire_unreachable(account_id=account.pk, now=now)
 
-    tenth = Delivery.objects.get(pk=backlog[9].pk)
-    eta = now + timedelta(seconds=10 * 400)
-    assert tenth.detail == (
-        f"At @acme.studio's sending rate (9/hour) this send would go out around "
+    eleventh = Delivery.objects.get(pk=backlog[10].pk)
+    eta = now + timedelta(seconds=11 * 3600 / 9.7)
+    assert eleventh.detail == (
+        f"At @acme.studio's sending rate (9.7/hour) this send would go out around "
         f"{eta:%Y-%m-%d %H:%M} UTC, after its window closes at {closes:%Y-%m-%d %H:%M} UTC; "
         "ended now instead of waiting."
     )
-    assert tenth.finished_at == now
+    assert eleventh.finished_at == now
 
 
 def test_a_short_backlog_is_left_alone(now):
     account = InstagramAccountFactory(private_reply_limit_per_hour=10)
-    # One send at 9 an hour is 400 s of backlog: under the 600 s worth looking at.
+    # One send at 9.7 an hour is 371 s of backlog: under the 600 s worth looking at.
     [only] = private_reply_backlog(
         account, 1, window_closes_at=now + timedelta(seconds=60), now=now
     )
@@ -122,7 +123,7 @@ def test_public_replies_have_no_window_to_miss(now):
 
 
 def test_messages_past_the_24_hour_window_at_the_send_rate_end_now(now):
-    account = InstagramAccountFactory(send_limit_per_second=1)  # 1 a second, even with headroom
+    account = InstagramAccountFactory(send_limit_per_second=1)  # 0.97 a second with headroom
     contact = ContactFactory(
         account=account, last_interaction_at=now - timedelta(hours=24) + timedelta(seconds=650.5)
     )
@@ -140,8 +141,8 @@ def test_messages_past_the_24_hour_window_at_the_send_rate_end_now(now):
         for n in range(700)
     )
 
-    # The n-th message goes out at now + n s: the first 650 make the window, 50 do not.
-    assert deliveries_expire_unreachable(account_id=account.pk, now=now) == 50
+    # The n-th message goes out at now + n / 0.97 s: the first 630 make the window, 70 do not.
+    assert deliveries_expire_unreachable(account_id=account.pk, now=now) == 70
 
 
 # --- the queue outlook (selectors.account_queue_stats) --------------------------------------------
@@ -196,9 +197,9 @@ def test_queue_budget_per_second_per_kind(now):
 
     assert stats.budget_per_second == pytest.approx(
         {
-            DeliveryKind.PRIVATE_REPLY: 727 / 3600,
+            DeliveryKind.PRIVATE_REPLY: 727.5 / 3600,
             DeliveryKind.MESSAGE: 97.0,
-            DeliveryKind.PUBLIC_REPLY: 19.0,
+            DeliveryKind.PUBLIC_REPLY: 19.4,
         }
     )
 
@@ -206,12 +207,12 @@ def test_queue_budget_per_second_per_kind(now):
 def test_queue_drain_time_is_the_slowest_kind(now):
     stats = account_queue_stats(account=_busy_account(now), now=now)
 
-    # 5 private replies at 727 an hour outlast everything else.
-    assert stats.drain_seconds == pytest.approx(5 * 3600 / 727)
+    # 5 private replies at 727.5 an hour outlast everything else.
+    assert stats.drain_seconds == pytest.approx(5 * 3600 / 727.5)
 
 
 def test_queue_drain_time_counts_dms_and_private_replies_on_one_send_budget(now):
-    # Both kinds go at the send budget's 1 a second (the hourly private-reply budget is looser).
+    # Both kinds go at the send budget's 1.94 a second (the hourly private-reply budget is looser).
     account = InstagramAccountFactory(send_limit_per_second=2, private_reply_limit_per_hour=36000)
     for _ in range(3):
         DeliveryFactory(account=account, kind=DeliveryKind.PRIVATE_REPLY)
@@ -220,7 +221,7 @@ def test_queue_drain_time_counts_dms_and_private_replies_on_one_send_budget(now)
 
     stats = account_queue_stats(account=account, now=now)
 
-    assert stats.drain_seconds == pytest.approx(3 + 4)
+    assert stats.drain_seconds == pytest.approx((3 + 4) / 1.94)
 
 
 def test_queue_shows_a_pause_only_while_it_lasts(now):

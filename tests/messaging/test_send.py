@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from messaging.models import (
     DeliveryReason,
     DeliveryStatus,
 )
+from messaging.pacer import HEADROOM, budgets_for
 from messaging.sharedstate import RedisState, shared_state
 from tests.conftest import GRAPH
 from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
@@ -157,8 +159,8 @@ def test_a_finished_send_paces_the_next_waiting_one_of_its_account(
 ):
     delivery = private_reply()
     waiting = private_reply(account=delivery.account)
-    dispatched = []
-    monkeypatch.setattr(messaging.tasks.send_delivery, "delay", dispatched.append)
+    dispatched = TaskRecorder()
+    monkeypatch.setattr(messaging.tasks, "send_delivery", dispatched)
     # A fresh budget (Redis outlives the test database, whose ids start over).
     state = shared_state()
     if isinstance(state, RedisState):
@@ -170,7 +172,7 @@ def test_a_finished_send_paces_the_next_waiting_one_of_its_account(
 
     waiting.refresh_from_db()
     assert waiting.dispatched_at is not None
-    assert dispatched == [waiting.pk]
+    assert dispatched.ids == [waiting.pk]
 
 
 def test_a_finished_send_with_nothing_waiting_queues_no_pacer_run(mocked_graph, pacer_runs):
@@ -332,7 +334,7 @@ def test_a_delivery_dispatched_before_a_pause_does_not_call_meta_during_it(mocke
 
 
 def test_the_budget_is_taken_right_before_the_call_and_a_spent_one_waits(mocked_graph, settings):
-    settings.SEND_LIMIT_PER_SECOND = 2  # 97% of it: one send a second
+    settings.SEND_LIMIT_PER_SECOND = 1  # one send per 1.03 s
     first = private_reply()
     second = private_reply(first.account)
     state = shared_state()
@@ -349,7 +351,25 @@ def test_the_budget_is_taken_right_before_the_call_and_a_spent_one_waits(mocked_
     assert second.status == DeliveryStatus.QUEUED
     assert second.attempts == 0
     assert second.dispatched_at is None
-    assert timezone.now() < second.next_attempt_at <= timezone.now() + timedelta(seconds=1)
+    assert timezone.now() < second.next_attempt_at <= timezone.now() + timedelta(seconds=1.04)
+
+
+def test_a_send_a_moment_early_for_its_place_waits_for_it_and_sends(mocked_graph, settings):
+    settings.SEND_LIMIT_PER_SECOND = 1
+    delivery = private_reply()
+    state = shared_state()
+    if isinstance(state, RedisState):
+        for budget in ("send", "private_reply"):
+            state.client.delete(f"budget:{delivery.account_id}:{budget}")
+    budgets = budgets_for(delivery.account, delivery.kind)
+    # The one place per 1.03 s frees 20 ms from now.
+    assert state.try_acquire(budgets, now=time.time() - 1 / HEADROOM + 0.02) == 0
+    answer(mocked_graph, delivery.account)
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(mocked_graph.calls) == 1
 
 
 def test_usage_headers_never_shorten_a_longer_pause(mocked_graph):

@@ -129,6 +129,32 @@ def test_budgets_with_different_keys_are_independent(state, prefix):
     assert state.try_acquire([other], now=T0) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("reserved", "wait"),
+    [
+        (0, 0.0),  # one place is free now
+        (1, 7.0),  # the free place is promised: the next is the use at T0 leaving (T0 + 10)
+        (2, 8.0),  # ... then the one at T0 + 1
+        (3, 10.0),  # more promised than uses can leave: at least a whole window
+    ],
+)
+def test_room_says_when_the_place_after_the_reserved_ones_frees(state, prefix, reserved, wait):
+    budget = Budget(f"{prefix}:send", limit=3, window=10.0)
+    state.try_acquire([budget], now=T0)
+    state.try_acquire([budget], now=T0 + 1)
+
+    assert state.room([budget], now=T0 + 3, reserved=reserved) == pytest.approx(wait)
+    assert state.used(budget, now=T0 + 3) == 2  # a look records nothing
+
+
+def test_room_is_the_latest_of_the_budgets(state, prefix):
+    send = Budget(f"{prefix}:send", limit=2, window=1.0)
+    private_reply = Budget(f"{prefix}:private_reply", limit=2, window=3600.0)
+    state.try_acquire([send, private_reply], now=T0)
+
+    assert state.room([send, private_reply], now=T0 + 0.5, reserved=1) == pytest.approx(3599.5)
+
+
 # --- flags ----------------------------------------------------------------------------------------
 def test_flag_is_set_once(state, prefix):
     assert state.flag_set(f"{prefix}:pacer", ttl=30) is True

@@ -231,7 +231,7 @@ def test_the_sweep_ends_sends_that_cannot_make_their_window(now):
 
     result = deliveries_sweep(now=now)
 
-    assert result["window_misses"] == 11
+    assert result["window_misses"] == 10  # at 9.7 an hour, 10 of 20 make it
 
 
 def test_the_database_backend_drops_budget_uses_older_than_an_hour(settings, now):

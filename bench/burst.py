@@ -1440,7 +1440,7 @@ def write_doc(args: argparse.Namespace, env: dict, res: Result, pg: str) -> None
         f"- Code: {code_version()}",
         f"- Command: `{command_line()}`",
         f"- Settings: {settings_summary(env)}; {extra_settings} (others: the product's defaults, "
-        "incl. PACER_MAX_IN_FLIGHT=8 and HOT_ACCOUNT_EVENTS_PER_WINDOW=50 unless shown)",
+        "incl. PACER_MAX_IN_FLIGHT=8 and HOT_ACCOUNT_EVENTS_PER_WINDOW=20 unless shown)",
         f"- Priority: {args.priority}",
         f"- Processes: gunicorn `{args.web_name}` (Procfile `web`, access log on), `celery -A "
         f"config worker --loglevel=info --concurrency={args.worker_concurrency}` (Procfile "

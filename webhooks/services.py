@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -62,23 +62,47 @@ def webhook_event_receive(*, raw_body: bytes) -> Intake:
     """
     body = _decode_object(raw_body)
     dedupe_key = hashlib.sha256(raw_body).hexdigest()
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                raw_body=raw_body.decode("utf-8"),
-                dedupe_key=dedupe_key,
-                account_ids=sorted(iter_entry_account_ids(body))[:50],
-            )
-            transaction.on_commit(
-                partial(webhook_event_schedule, event_id=event.pk, account_ids=event.account_ids)
-            )
-    except IntegrityError:
+    event = WebhookEvent(
+        raw_body=raw_body.decode("utf-8"),
+        dedupe_key=dedupe_key,
+        account_ids=sorted(iter_entry_account_ids(body))[:50],
+    )
+    if not _insert_unless_held(event):
         # Meta redelivered bytes we already hold: count it, send nothing again.
         WebhookEvent.objects.filter(dedupe_key=dedupe_key).update(
             redeliveries=F("redeliveries") + 1
         )
         return Intake(WebhookEvent.objects.get(dedupe_key=dedupe_key), duplicate=True)
+    # Outside a transaction (the webhook view) this runs at once: the row is committed.
+    transaction.on_commit(
+        partial(webhook_event_schedule, event_id=event.pk, account_ids=event.account_ids)
+    )
     return Intake(event, duplicate=False)
+
+
+def _insert_unless_held(event: WebhookEvent) -> bool:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id: one statement, committed
+    on its own, instead of BEGIN, INSERT, COMMIT and a caught IntegrityError on the hot path
+    of every webhook. True when the row is new (and `event` now has its id)."""
+    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    values = [field.get_db_prep_save(field.pre_save(event, True), connection) for field in fields]
+    # Only the model's own table and column names, quoted, go into the text.
+    sql = (
+        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING RETURNING {quote('id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk = row[0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return True
 
 
 def webhook_event_reject(*, raw_body: bytes, error: str) -> None:

@@ -311,12 +311,15 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
         .order_by("received_at")
         .values_list("pk", "account_ids", "requeued_count", "received_at", "last_requeued_at")
     )
+    most = 1000
     waiting = intake_backlog()
     if waiting is not None:
-        overdue = candidates.count()
-        if waiting >= overdue:
-            # As many messages wait in the intake queues as events are pending: they are
-            # queued, not lost (a viral burst), and queueing them again would only add load.
+        # As many messages as wait in the intake queues, pending events are queued, not lost
+        # (a viral burst), and queueing them again would only add load. Only the shortfall
+        # is re-queued, oldest first: a queue hands out its oldest first, so the newest are
+        # the ones still in it (and the oldest may be in a worker's hands: a no-op then).
+        most = min(most, candidates.count() - waiting)
+        if most <= 0:
             return 0
     requeued = 0
     for event_id, account_ids, count, received_at, last_requeued_at in candidates[:5000]:
@@ -328,7 +331,7 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
         )
         webhook_event_schedule(event_id=event_id, account_ids=account_ids)
         requeued += 1
-        if requeued >= 1000:
+        if requeued >= most:
             break
     return requeued
 

@@ -388,13 +388,18 @@ def test_sweeper_spaces_requeues_of_the_same_event_exponentially(requeued):
 
 
 def test_sweeper_leaves_events_that_are_waiting_in_the_queue(requeued, monkeypatch):
-    for _ in range(3):
-        _store(comment_body(account_id="1", text="x"))
+    events = [_store(comment_body(account_id="1", text=f"x {n}")) for n in range(3)]
+    for age, event in zip((30, 20, 10), events, strict=True):
+        WebhookEvent.objects.filter(pk=event.pk).update(
+            received_at=timezone.now() - timedelta(seconds=age)
+        )
     monkeypatch.setattr(services, "intake_backlog", lambda: 3)  # a burst is being worked off
     assert services.webhook_events_requeue_pending(older_than_seconds=0) == 0
-    monkeypatch.setattr(services, "intake_backlog", lambda: 1)  # two of them were lost
-    assert services.webhook_events_requeue_pending(older_than_seconds=0) == 3
-    assert requeued
+    # One message waits for three events: two are missing (lost, or in a worker's hands),
+    # and a queue hands out its oldest first, so the newest is the one still queued.
+    monkeypatch.setattr(services, "intake_backlog", lambda: 1)
+    assert services.webhook_events_requeue_pending(older_than_seconds=0) == 2
+    assert [event_id for event_id, _ in requeued] == [events[0].pk, events[1].pk]
 
 
 def test_intake_backlog_counts_messages_waiting_on_the_broker():

@@ -134,16 +134,11 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     if free > 0:
         due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
         blocked: set[str] = set()
-        backlogged = False
         # Oldest first. When a kind's budget is spent (private replies at their hourly
         # limit), look again without it, so it never hides the DMs and public replies
         # queued behind it; at most once per kind.
         for _ in DeliveryKind.values:
-            rows = list(due.exclude(kind__in=blocked).values_list("pk", "kind")[: free + 1])
-            # More waiting than the cap lets go: a backlog (a viral post), whose sends then
-            # run only on CPU that quiet accounts' work leaves free (messaging.lowpriority).
-            backlogged = backlogged or len(rows) > free
-            candidates = rows[:free]
+            candidates = list(due.exclude(kind__in=blocked).values_list("pk", "kind")[:free])
             newly_blocked = False
             for delivery_id, kind in candidates:
                 if kind in blocked:
@@ -161,12 +156,7 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
                 # Room within the second: the send goes now, timed to reach the budget as
                 # its place frees (a wake-up and a queue hop later would leave it unused).
                 countdown = kind_wait + SLOT_MARGIN_SECONDS if kind_wait > 0 else 0.0
-                if delivery_dispatch(
-                    delivery_id=delivery_id,
-                    now=now,
-                    countdown=countdown,
-                    low_priority=backlogged,
-                ):
+                if delivery_dispatch(delivery_id=delivery_id, now=now, countdown=countdown):
                     on_the_way[kind] += 1
                     dispatched += 1
                     free -= 1

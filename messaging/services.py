@@ -173,14 +173,10 @@ def pacer_kick(*, account_id: int) -> None:
 
 
 def delivery_dispatch(
-    *,
-    delivery_id: int,
-    now: datetime | None = None,
-    countdown: float = 0.0,
-    low_priority: bool = False,
+    *, delivery_id: int, now: datetime | None = None, countdown: float = 0.0
 ) -> bool:
     """Hand a queued delivery to the send queue (called by the pacer once budget allows,
-    or `countdown` seconds before it will); `low_priority` for a backlogged account's."""
+    or `countdown` seconds before it will)."""
     from messaging.tasks import send_delivery
 
     now = now or timezone.now()
@@ -190,9 +186,7 @@ def delivery_dispatch(
     if not taken:
         return False
     try:
-        send_delivery.apply_async(
-            (delivery_id,), kwargs={"low_priority": low_priority}, countdown=countdown or None
-        )
+        send_delivery.apply_async((delivery_id,), countdown=countdown or None)
     except Exception:
         logger.exception(
             "Could not queue delivery %s; it waits for the next pacer run", delivery_id

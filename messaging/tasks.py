@@ -1,19 +1,12 @@
 """Thin Celery tasks: each loads by id and calls one service; safe to run twice."""
 
-from functools import partial
-
 from celery import shared_task
 
 from messaging import pacer, services
-from messaging.lowpriority import run_at_low_priority
 
 
-@shared_task(name="messaging.send_delivery", bind=True, acks_late=True, reject_on_worker_lost=True)
-def send_delivery(self, delivery_id: int, low_priority: bool = False) -> None:
-    if low_priority and not self.request.is_eager:
-        # One of a backlogged account's sends: only on CPU nothing else wants.
-        run_at_low_priority(partial(services.delivery_send, delivery_id=delivery_id))
-        return
+@shared_task(name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
+def send_delivery(delivery_id: int) -> None:
     services.delivery_send(delivery_id=delivery_id)
 
 

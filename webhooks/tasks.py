@@ -4,8 +4,8 @@ from functools import partial
 
 from celery import shared_task
 
-from messaging.lowpriority import run_at_low_priority
 from webhooks import services
+from webhooks.lowpriority import run_at_low_priority
 
 
 @shared_task(name="webhooks.process_event", bind=True, acks_late=True, reject_on_worker_lost=True)

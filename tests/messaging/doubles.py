@@ -7,17 +7,14 @@ class TaskRecorder:
     def __init__(self):
         self.calls: list[tuple] = []
         self.countdowns: list[float | None] = []
-        self.kwargs: list[dict] = []
 
-    def delay(self, *args, **kwargs):
+    def delay(self, *args):
         self.calls.append(args)
         self.countdowns.append(None)
-        self.kwargs.append(kwargs)
 
-    def apply_async(self, args=(), kwargs=None, countdown=None, **options):
+    def apply_async(self, args=(), countdown=None, **options):
         self.calls.append(tuple(args))
         self.countdowns.append(countdown)
-        self.kwargs.append(kwargs or {})
 
     @property
     def calls_with_countdown(self) -> list[tuple[tuple, float | None]]:

@@ -177,25 +177,6 @@ def test_dispatched_and_sending_deliveries_fill_the_cap(settings, queued):
     assert account_pace(account_id=account.pk)["dispatched"] == 1
 
 
-def test_a_backlog_beyond_the_cap_is_sent_at_low_priority(settings, queued):
-    settings.PACER_MAX_IN_FLIGHT = 3
-    viral, quiet = make_account(), make_account()
-    backlog(viral, 10)
-    backlog(quiet, 3)
-
-    account_pace(account_id=viral.pk)
-    account_pace(account_id=quiet.pk)
-
-    # Work that waits beyond the cap only gets the CPU quiet accounts leave free; a queue
-    # the cap takes whole does not.
-    by_account = dict(Delivery.objects.values_list("pk", "account"))
-    priority = {
-        by_account[args[0]]: kwargs["low_priority"]
-        for args, kwargs in zip(queued.send.calls, queued.send.kwargs, strict=True)
-    }
-    assert priority == {viral.pk: True, quiet.pk: False}
-
-
 def test_a_second_run_adds_nothing_while_the_cap_is_full(settings, queued):
     settings.PACER_MAX_IN_FLIGHT = 3
     account = make_account()

@@ -1,11 +1,11 @@
-"""The idle-class thread that works a flooded account's backlog (events and sends)."""
+"""The idle-class thread that works a flooded account's backlog."""
 
 import os
 import threading
 
 import pytest
 
-from messaging.lowpriority import run_at_low_priority
+from webhooks.lowpriority import run_at_low_priority
 
 needs_linux = pytest.mark.skipif(
     not hasattr(os, "SCHED_IDLE"), reason="the idle CPU class is Linux's"

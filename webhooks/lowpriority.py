@@ -4,10 +4,9 @@ The queue order decides what a worker takes next, but a viral backlog already ru
 every worker process still takes the cores that a quiet account's comment then waits for.
 On Linux a thread can join the SCHED_IDLE class, which only runs when no other thread
 wants the CPU (unprivileged, it can never leave it). So each worker process keeps one such
-thread and hands it the backlog's work (a flooded account's events, and the sends of an
-account with more queued than the pacer's in-flight cap): quiet accounts' events and sends
-preempt it, and the backlog still uses every core they leave free. Where that is not
-possible the work simply runs in the calling thread.
+thread and hands it the backlog's events: quiet events and sends preempt them, and the
+backlog still uses every core they leave free. Where that is not possible the work simply
+runs in the calling thread.
 """
 
 import logging

@@ -125,8 +125,9 @@ def webhook_event_reject(*, raw_body: bytes, error: str) -> None:
 def intake_queue_for(account_ids: list[str]) -> str:
     """`events`, or `events_bulk` for an account receiving a flood (a viral post).
 
-    Workers take from both queues in turn, so a quiet account's comment waits behind at most
-    a few of a viral account's, not behind thousands of them.
+    With Redis, workers take `events_bulk` only when no send and no other event waits
+    (settings.CELERY_TASK_QUEUES), so a quiet account's comment never waits behind a viral
+    account's thousands.
     """
     try:
         state = shared_state()

@@ -146,9 +146,7 @@ def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = Non
 
     try:
         queue = intake_queue_for(account_ids or [])
-        process_event.apply_async(
-            (event_id,), kwargs={"low_priority": queue == BULK_QUEUE}, queue=queue
-        )
+        process_event.apply_async((event_id,), queue=queue)
     except Exception:
         logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
 

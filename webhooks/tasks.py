@@ -1,19 +1,12 @@
 """Thin Celery tasks for intake processing."""
 
-from functools import partial
-
 from celery import shared_task
 
 from webhooks import services
-from webhooks.lowpriority import run_at_low_priority
 
 
-@shared_task(name="webhooks.process_event", bind=True, acks_late=True, reject_on_worker_lost=True)
-def process_event(self, event_id: int, low_priority: bool = False) -> None:
-    if low_priority and not self.request.is_eager:
-        # A flooded account's backlog (events_bulk): only on CPU nothing else wants.
-        run_at_low_priority(partial(services.webhook_event_process, event_id=event_id))
-        return
+@shared_task(name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
+def process_event(event_id: int) -> None:
     services.webhook_event_process(event_id=event_id)
 
 

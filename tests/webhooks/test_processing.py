@@ -419,23 +419,6 @@ def test_a_flooded_account_goes_to_the_bulk_queue_and_others_do_not(settings, mo
     assert services.intake_queue_for(["quiet"]) == "events"
 
 
-def test_a_flooded_accounts_event_is_queued_for_low_priority_work(settings, monkeypatch):
-    sent = []
-    monkeypatch.setattr(
-        "webhooks.tasks.process_event.apply_async",
-        lambda args, kwargs=None, queue=None, **kw: sent.append((args, kwargs, queue)),
-    )
-    monkeypatch.setattr(services, "intake_queue_for", lambda account_ids: "events_bulk")
-    services.webhook_event_schedule(event_id=7, account_ids=["viral"])
-    monkeypatch.setattr(services, "intake_queue_for", lambda account_ids: "events")
-    services.webhook_event_schedule(event_id=8, account_ids=["quiet"])
-
-    assert sent == [
-        ((7,), {"low_priority": True}, "events_bulk"),
-        ((8,), {"low_priority": False}, "events"),
-    ]
-
-
 def test_broker_down_keeps_the_event(monkeypatch, django_capture_on_commit_callbacks):
     def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")

@@ -137,17 +137,15 @@ class DatabaseState:
         now = time.time() if now is None else now
         wait = 0.0
         for budget in budgets:
-            uses = list(
-                BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
-                .order_by("at")
-                .values_list("at", flat=True)
-            )
+            uses = BudgetUse.objects.filter(key=budget.key, at__gt=now - budget.window)
+            used = uses.count()
             # As in RedisState._ROOM: this many uses must leave the window first.
-            leave = len(uses) + reserved + 1 - budget.limit
-            if leave > len(uses):
+            leave = used + reserved + 1 - budget.limit
+            if leave > used:
                 wait = max(wait, budget.window)
             elif leave > 0:
-                wait = max(wait, uses[leave - 1] + budget.window - now)
+                nth = uses.order_by("at").values_list("at", flat=True)[leave - 1]
+                wait = max(wait, nth + budget.window - now)
         return wait
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:

@@ -20,6 +20,7 @@ from django.contrib import admin
 from django.contrib.admin.filters import RelatedFieldListFilter, RelatedOnlyFieldListFilter
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.core.management.base import CommandError
 from django.db import models
 
 from accounts.models import InstagramAccount, Membership, Role, Workspace
@@ -32,10 +33,6 @@ AGENCY_ONLY: tuple[str, ...] = ()
 # Memberships are read once per user object, i.e. once per request: an admin page asks dozens
 # of has_*_permission questions.
 _CACHE_ATTRIBUTE = "_workspace_roles"
-
-
-class AccessError(Exception):
-    """A person may not do what a command was asked to do as them; the message says why."""
 
 
 def is_agency_admin(user) -> bool:
@@ -128,17 +125,21 @@ def may(user, roles: Iterable[str], obj: models.Model, path: str | None) -> bool
     return bool(member_workspace_ids(user, roles) & workspace_ids_of(obj, path))
 
 
-def person_for_command(username: str, roles: Iterable[str], doing: str):
-    """The active person a command acts as (``--as``); AccessError if they may not be ``doing``.
+def person_for_command(username: str | None, roles: Iterable[str], doing: str):
+    """The active person a command acts as (``--as USERNAME``; None without it).
 
     Agency admins may do everything; others need one of ``roles`` in at least one workspace.
+    CommandError (the command's one-line reason) when there is no such person or they may not
+    be ``doing`` it.
     """
+    if not username:
+        return None
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise AccessError(f"No active user named {username!r}.")
+        raise CommandError(f"No active user named {username!r}.")
     if not is_agency_admin(user) and not member_workspace_ids(user, roles):
         needed = " or ".join(Role(role).label.split(" (")[0].lower() for role in roles)
-        raise AccessError(
+        raise CommandError(
             f"{username} cannot {doing}: that needs the {needed} role in a workspace, "
             "or agency admin."
         )

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Workspace
-from accounts.permissions import SUPPORT_ROLES, AccessError, person_for_command, restrict
+from accounts.permissions import SUPPORT_ROLES, person_for_command, restrict
 from messaging.selectors import EXPORT_FIELDS, deliveries_for_export, delivery_as_record
 
 
@@ -38,12 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         since = _parse_since(options["since"]) if options.get("since") else None
-        person = None
-        if options.get("as_user"):
-            try:
-                person = person_for_command(options["as_user"], SUPPORT_ROLES, "export deliveries")
-            except AccessError as exc:
-                raise CommandError(str(exc)) from exc
+        person = person_for_command(options.get("as_user"), SUPPORT_ROLES, "export deliveries")
         workspace = options.get("workspace")
         if workspace is not None:
             known = Workspace.objects.filter(name=workspace)

@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import Workspace
 from accounts.permissions import (
     MARKETER_ROLES,
-    AccessError,
     is_agency_admin,
     person_for_command,
     workspaces_for,
@@ -27,12 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        person = None
-        if options.get("as_user"):
-            try:
-                person = person_for_command(options["as_user"], MARKETER_ROLES, "export triggers")
-            except AccessError as exc:
-                raise CommandError(str(exc)) from exc
+        person = person_for_command(options.get("as_user"), MARKETER_ROLES, "export triggers")
         workspace = options.get("workspace")
         known = Workspace.objects.all()
         if person is not None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.permissions import MARKETER_ROLES, AccessError, may, person_for_command
+from accounts.permissions import MARKETER_ROLES, may, person_for_command
 from triggers.triggerfile import TriggerFileError, parse_trigger_file, triggers_import
 
 
@@ -23,12 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         path = options["path"]
-        person = None
-        if options.get("as_user"):
-            try:
-                person = person_for_command(options["as_user"], MARKETER_ROLES, "import triggers")
-            except AccessError as exc:
-                raise CommandError(str(exc)) from exc
+        person = person_for_command(options.get("as_user"), MARKETER_ROLES, "import triggers")
         try:
             text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         except OSError as exc:

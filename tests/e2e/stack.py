@@ -35,6 +35,7 @@ from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port, worker_c
 FINAL = ("sent", "failed", "skipped", "unknown")
 APP_SECRET = "faults-app-secret"
 LOG_TAIL_CHARS = 4000
+WORKER_APPLICATION_NAME = "instadm-e2e-worker"
 
 # Whatever the test runner was given must not leak into the stack's processes.
 _DROPPED_VARIABLES = (
@@ -256,20 +257,41 @@ class Stack:
         worker = Process(
             "worker",
             worker_command(concurrency),
-            self.env,
+            {**self.env, "DATABASE_URL": self._worker_database_url()},
             log_dir,
         )
         self.processes["worker"] = worker
         worker.wait_for_output("ready.", timeout=60)
         return worker
 
+    def _worker_database_url(self) -> str:
+        """The worker's sessions are named, so a test can tell when the last one has ended."""
+        separator = "&" if "?" in self.database.url else "?"
+        return f"{self.database.url}{separator}application_name={WORKER_APPLICATION_NAME}"
+
     def kill_worker(self) -> None:
-        """SIGKILL the worker's whole process group (parent and pool children) at once."""
+        """SIGKILL the worker's whole process group (parent and pool children) at once.
+
+        Returns once PostgreSQL has ended the dead worker's sessions: a COMMIT the worker sent
+        just before dying may still be applied by its server process, and only after that is
+        what the worker left behind (say, an attempt marked in flight) settled for the test to read.
+        """
         worker = self.processes.pop("worker")
         worker.kill(signal.SIGKILL)
         worker.popen.wait(10)
         worker.stop()  # closes the log
         self.retired.append(worker)
+        self.wait(
+            lambda: not self._worker_sessions(),
+            10,
+            "the killed worker's database sessions to end",
+        )
+
+    def _worker_sessions(self) -> list[dict[str, Any]]:
+        return self.database.rows(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            [self.database.name, WORKER_APPLICATION_NAME],
+        )
 
     def stop(self) -> None:
         for name in ("beat", "worker", "web", "standin"):

@@ -49,6 +49,11 @@ def _fingerprint(value: object) -> str:
     return "secret:" + hashlib.sha256(str(value or "").encode()).hexdigest()[:16]
 
 
+def secret_changed() -> list[str]:
+    """How the trail shows any change to a secret: that it changed, never a value."""
+    return ["(changed)", "(changed)"]
+
+
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list]:
     """{field: [before, after]} for what changed; a secret only says that it changed."""
     before, after = before or {}, after or {}
@@ -56,7 +61,7 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     for name in sorted(set(before) | set(after)):
         old, new = before.get(name), after.get(name)
         if old != new:
-            changes[name] = ["(changed)", "(changed)"] if name in SECRET_FIELDS else [old, new]
+            changes[name] = secret_changed() if name in SECRET_FIELDS else [old, new]
     return changes
 
 

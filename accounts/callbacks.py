@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import audit_record, secret_changed
 from accounts.models import (
     AccountStatus,
     AuditEntry,
@@ -171,7 +171,7 @@ def meta_deauthorize(*, user_id: str, now: datetime | None = None) -> DataDeleti
             obj=account,
             actor_label=ACTOR_META,
             changes={
-                "access_token_encrypted": ["(changed)", "(changed)"],
+                "access_token_encrypted": secret_changed(),
                 **({"status": [before, account.status]} if "status" in fields else {}),
             },
             note=f"Deauthorize callback {record.confirmation_code}: token wiped.",

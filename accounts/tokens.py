@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts import crypto
 from accounts import services as account_services
-from accounts.audit import audit_record
+from accounts.audit import audit_record, secret_changed
 from accounts.models import AccountStatus, InstagramAccount, LoginKind
 from meta import oauth
 from meta.oauth import OAuthError
@@ -264,7 +264,7 @@ def account_token_refresh(
         obj=account,
         actor_label=actor_label,
         changes={
-            "access_token_encrypted": ["(changed)", "(changed)"],
+            "access_token_encrypted": secret_changed(),
             "token_expires_at": [
                 before.isoformat() if before else None,
                 expires_at.isoformat() if expires_at else None,

@@ -72,14 +72,16 @@ NEEDED_SCOPES: dict[str, dict[str, str]] = {
     LoginKind.FACEBOOK: {
         "instagram_basic": "read the Instagram account",
         "instagram_manage_messages": "send messages and private replies",
-        "instagram_manage_comments": "reply to comments",
+        "instagram_manage_comments": "reply to comments and send private replies",
+        # Without it Meta refuses every message from the Page token with code 230.
+        "pages_messaging": "message people from the Page (Meta's code 230 without it)",
         "pages_manage_metadata": "receive the account's webhooks",
         "pages_show_list": "list your Pages",
     },
     LoginKind.INSTAGRAM: {
         "instagram_business_basic": "read the Instagram account",
         "instagram_business_manage_messages": "send messages and private replies",
-        "instagram_business_manage_comments": "reply to comments",
+        "instagram_business_manage_comments": "reply to comments and send private replies",
     },
 }
 LOGIN_NAMES = {LoginKind.FACEBOOK: "Facebook Login", LoginKind.INSTAGRAM: "Instagram Login"}
@@ -616,29 +618,85 @@ def _connect(pending: PendingConnection, choice: Choice, user) -> tuple[Instagra
 
 
 # --- 4. webhooks ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SubscriptionCheck:
+    """What Meta lists for the account after subscribing (``GET .../subscribed_apps``)."""
+
+    fields: tuple[str, ...] | None  # None: our app is not installed on the account
+    problem: str  # "" when the account will receive the product's webhooks
+
+
+def _subscription_target(account: InstagramAccount) -> tuple[str, str, tuple[str, ...]]:
+    """(Graph base, node, fields to ask for): a Page field for Facebook Login's Page, the
+    Instagram fields for Instagram Login (meta-api.md section 2, "Subscribing")."""
+    if account.login_kind == LoginKind.FACEBOOK:
+        return settings.META_GRAPH_URL, account.page_id, oauth.PAGE_WEBHOOK_FIELDS
+    return settings.META_INSTAGRAM_GRAPH_URL, "me", oauth.WEBHOOK_FIELDS
+
+
+def subscription_problem(account: InstagramAccount, fields: tuple[str, ...] | None) -> str:
+    """Why the listed subscription would not deliver the product's webhooks ("" = it will)."""
+    if fields is None:
+        where = f"the Page {account.page_id}" if account.page_id else f"{account}"
+        return (
+            f"Meta does not list this app on {where}: webhooks will not arrive. Subscribe again "
+            "(it needs pages_manage_metadata with Facebook Login)."
+        )
+    if account.login_kind == LoginKind.FACEBOOK:
+        if not fields:
+            return "The app is installed on the Page with no field: subscribe again."
+        return ""
+    missing = [name for name in oauth.WEBHOOK_FIELDS if name not in fields]
+    if missing:
+        return f"Not subscribed to {', '.join(missing)}: subscribe again."
+    return ""
+
+
+def account_subscription_check(*, account: InstagramAccount) -> SubscriptionCheck:
+    """Read the account's subscription back from Meta and store it on the account.
+
+    Raises ``oauth.OAuthError`` (or ``crypto.TokenDecryptionError``) when it cannot be read.
+    """
+    base, node, _ = _subscription_target(account)
+    app_id = settings.META_APP_ID if account.login_kind == LoginKind.FACEBOOK else ""
+    fields = oauth.subscribed_fields(
+        base, node, account.access_token, app_id=app_id, timeout=settings.META_HTTP_TIMEOUT
+    )
+    check = SubscriptionCheck(fields=fields, problem=subscription_problem(account, fields))
+    account.webhook_fields = list(fields or ())
+    account.webhook_checked_at = timezone.now()
+    account.webhook_problem = check.problem
+    InstagramAccount.objects.filter(pk=account.pk).update(
+        webhook_fields=account.webhook_fields,
+        webhook_checked_at=account.webhook_checked_at,
+        webhook_problem=account.webhook_problem,
+    )
+    return check
+
+
 def account_subscribe(*, account: InstagramAccount, actor=None) -> tuple[bool, str]:
-    """Subscribe the account to the app's webhook fields; (ok, why not). Recorded either way."""
+    """Subscribe the account to the app's webhooks, then read the subscription back (Meta's
+    answer to the POST is not trusted alone); (ok, why not). Recorded either way."""
+    base, node, fields = _subscription_target(account)
     try:
-        token = account.access_token
-        if account.login_kind == LoginKind.FACEBOOK:
-            ok = oauth.subscribe_webhooks(
-                settings.META_GRAPH_URL,
-                account.page_id,
-                token,
-                timeout=settings.META_HTTP_TIMEOUT,
-            )
-        else:
-            ok = oauth.subscribe_webhooks(
-                settings.META_INSTAGRAM_GRAPH_URL, "me", token, timeout=settings.META_HTTP_TIMEOUT
-            )
-        error = "" if ok else "Meta did not confirm the subscription (no success in its answer)."
+        confirmed = oauth.subscribe_webhooks(
+            base, node, account.access_token, fields, timeout=settings.META_HTTP_TIMEOUT
+        )
+        check = account_subscription_check(account=account)
+        ok = confirmed and not check.problem
+        error = check.problem or (
+            "" if confirmed else "Meta did not confirm the subscription (no success in its answer)."
+        )
     except oauth.OAuthError as exc:
         ok, error = False, f"Meta refused the webhook subscription: {exc}"
+        InstagramAccount.objects.filter(pk=account.pk).update(
+            webhook_checked_at=timezone.now(), webhook_problem=error
+        )
     except crypto.TokenDecryptionError as exc:
         ok, error = False, str(exc)
-    fields = ", ".join(oauth.WEBHOOK_FIELDS)
     if ok:
-        audit_record(action="subscribed", obj=account, actor=actor, note=f"Fields: {fields}")
+        listed = ", ".join(account.webhook_fields)
+        audit_record(action="subscribed", obj=account, actor=actor, note=f"Fields: {listed}")
     else:
         logger.warning("Webhook subscription of %s failed: %s", account, error)
         audit_record(action="subscribe_failed", obj=account, actor=actor, note=error)

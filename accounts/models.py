@@ -84,6 +84,20 @@ class InstagramAccount(models.Model):
         blank=True,
         related_name="connected_accounts",
     )
+    # The webhook subscription as Meta lists it when read back after subscribing (never the
+    # POST's word alone): the fields, when it was read, and what is wrong with it ("" = fine).
+    webhook_fields = models.JSONField(
+        default=list, blank=True, help_text="Webhook fields Meta lists for this account."
+    )
+    webhook_checked_at = models.DateTimeField(null=True, blank=True)
+    webhook_problem = models.TextField(blank=True)
+    # When a webhook for the account last arrived (to the minute): silence tells an operator
+    # the subscription is broken before anyone notices missing replies.
+    last_webhook_at = models.DateTimeField(null=True, blank=True)
+    # Consecutive ambiguous refusals (code 10/200 naming no permission), newest last; cleared
+    # by a successful send. Several different people in a row hold the account
+    # (messaging.refusals).
+    refusal_streak = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

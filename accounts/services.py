@@ -2,7 +2,7 @@
 
 import enum
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -112,6 +112,7 @@ def account_connect(
         account.status = AccountStatus.ACTIVE
         account.status_reason = ""
         account.reconnect_reason = ""
+        account.refusal_streak = []
     else:
         account.status = AccountStatus.NEEDS_RECONNECT
         account.reconnect_reason, account.status_reason = needs_reconnect
@@ -124,12 +125,21 @@ def account_connect(
     return account, created
 
 
-def account_mark_needs_reconnect(*, account: InstagramAccount, reason: str, detail: str) -> None:
-    """A token or permission error: stop sending from the account until someone reconnects it."""
-    what = "its token no longer works" if reason == "token_invalid" else "a permission is missing"
-    sentence = f"Reconnect @{account.username}: Meta says {what}"
-    if detail:
-        sentence += f" ({detail})"
+def account_mark_needs_reconnect(
+    *, account: InstagramAccount, reason: str, detail: str, sentence: str = ""
+) -> None:
+    """A token or permission error: stop sending from the account until someone reconnects it.
+
+    ``sentence`` is what the operator reads; by default it is built from ``reason`` and
+    Meta's ``detail``.
+    """
+    if not sentence:
+        what = "a permission is missing"
+        if reason == "token_invalid":
+            what = "its token no longer works"
+        sentence = f"Reconnect @{account.username}: Meta says {what}"
+        if detail:
+            sentence += f" ({detail})"
     updated = (
         InstagramAccount.objects.filter(pk=account.pk)
         .exclude(status=AccountStatus.NEEDS_RECONNECT)
@@ -143,6 +153,23 @@ def account_mark_needs_reconnect(*, account: InstagramAccount, reason: str, deta
     if updated:
         logger.warning("%s", sentence)
     account.status, account.reconnect_reason = AccountStatus.NEEDS_RECONNECT, reason
+
+
+# "When did a webhook last arrive" is kept to this precision, so most events write nothing.
+LAST_WEBHOOK_PRECISION = timedelta(minutes=1)
+
+
+def accounts_note_webhook(*, account_ids: list[int], received_at: datetime) -> int:
+    """Remember when a webhook for these accounts arrived (after the event's commit, outside
+    its transaction; a no-op for an account noted in the last minute)."""
+    return (
+        InstagramAccount.objects.filter(pk__in=account_ids)
+        .filter(
+            Q(last_webhook_at__isnull=True)
+            | Q(last_webhook_at__lt=received_at - LAST_WEBHOOK_PRECISION)
+        )
+        .update(last_webhook_at=received_at)
+    )
 
 
 def account_pause(*, account: InstagramAccount, until: datetime, reason: str) -> None:

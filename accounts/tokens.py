@@ -300,8 +300,9 @@ def _needed_scopes(login_kind: str) -> dict[str, list[str]]:
     from messaging.checks import REQUIRED_SCOPES
 
     needed: dict[str, list[str]] = {}
-    for kind, scope in REQUIRED_SCOPES.get(login_kind, {}).items():
-        needed.setdefault(scope, []).append(_SENDS.get(str(kind), str(kind)))
+    for kind, scopes in REQUIRED_SCOPES.get(login_kind, {}).items():
+        for scope in scopes:
+            needed.setdefault(scope, []).append(_SENDS.get(str(kind), str(kind)))
     return needed
 
 

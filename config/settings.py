@@ -187,6 +187,10 @@ SEND_LIMIT_PER_SECOND = env.int("SEND_LIMIT_PER_SECOND", default=100)
 PRIVATE_REPLY_LIMIT_PER_HOUR = env.int("PRIVATE_REPLY_LIMIT_PER_HOUR", default=750)
 # Public comment replies count against Meta's business use case quota, not the Send API's.
 COMMENT_REPLY_LIMIT_PER_SECOND = env.int("COMMENT_REPLY_LIMIT_PER_SECOND", default=100)
+# Meta's own per-second budgets for private replies to live comments and for audio or video
+# sends (meta-api.md section 5).
+LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND = env.int("LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND", default=100)
+MEDIA_SEND_LIMIT_PER_SECOND = env.int("MEDIA_SEND_LIMIT_PER_SECOND", default=10)
 # Quick replies and postback buttons in private replies to comments: reports conflict on
 # whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
 # continues the flow instead.

@@ -16,24 +16,33 @@ from urllib.parse import urlsplit
 from accounts import crypto
 from accounts.models import AccountStatus, LoginKind
 from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
+from meta import messages as meta_messages
 
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
 MESSAGE_WINDOW = timedelta(hours=24)
-# Meta's limits [seen]: 1,000 characters per message, 640 with buttons; comments allow 2,200.
-MESSAGE_TEXT_LIMIT = 1000
-MESSAGE_WITH_BUTTONS_TEXT_LIMIT = 640
-COMMENT_TEXT_LIMIT = 2200
-# The permission each kind of send needs, per login kind (meta-api.md section 1).
-REQUIRED_SCOPES = {
+# A live broadcast lasts at most 4 hours on Instagram [seen]: a live comment older than this
+# cannot be answered while live, whatever a lookup says.
+LIVE_BROADCAST_MAX = timedelta(hours=4)
+# The permissions each kind of send needs, per login kind (meta-api.md sections 1 and 6):
+# with Facebook Login a Page token without pages_messaging is refused with code 230, and a
+# private reply is comment moderation as well as messaging.
+REQUIRED_SCOPES: dict[str, dict[str, tuple[str, ...]]] = {
     LoginKind.FACEBOOK: {
-        DeliveryKind.PUBLIC_REPLY: "instagram_manage_comments",
-        DeliveryKind.PRIVATE_REPLY: "instagram_manage_messages",
-        DeliveryKind.MESSAGE: "instagram_manage_messages",
+        DeliveryKind.PUBLIC_REPLY: ("instagram_manage_comments",),
+        DeliveryKind.PRIVATE_REPLY: (
+            "instagram_manage_messages",
+            "instagram_manage_comments",
+            "pages_messaging",
+        ),
+        DeliveryKind.MESSAGE: ("instagram_manage_messages", "pages_messaging"),
     },
     LoginKind.INSTAGRAM: {
-        DeliveryKind.PUBLIC_REPLY: "instagram_business_manage_comments",
-        DeliveryKind.PRIVATE_REPLY: "instagram_business_manage_messages",
-        DeliveryKind.MESSAGE: "instagram_business_manage_messages",
+        DeliveryKind.PUBLIC_REPLY: ("instagram_business_manage_comments",),
+        DeliveryKind.PRIVATE_REPLY: (
+            "instagram_business_manage_messages",
+            "instagram_business_manage_comments",
+        ),
+        DeliveryKind.MESSAGE: ("instagram_business_manage_messages",),
     },
 }
 _URL = re.compile(r"(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?", re.IGNORECASE)
@@ -57,7 +66,9 @@ def window_end(delivery: Delivery) -> datetime | None:
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
         return None
     if delivery.kind == DeliveryKind.PRIVATE_REPLY:
-        return delivery.interaction_at + PRIVATE_REPLY_WINDOW if delivery.interaction_at else None
+        # The comment's own time when read from Meta; else entry.time, an upper bound.
+        made = delivery.comment_created_at or delivery.interaction_at
+        return made + PRIVATE_REPLY_WINDOW if made else None
     last = delivery.contact.last_interaction_at if delivery.contact else None
     return last + MESSAGE_WINDOW if last else None
 
@@ -89,11 +100,13 @@ def check_permission(delivery: Delivery, now: datetime) -> CheckFailure | None:
     # An empty list means the grant was never read (token pasted by hand): Meta will tell.
     if not account.scopes:
         return None
-    needed = REQUIRED_SCOPES.get(account.login_kind, {}).get(delivery.kind)
-    if needed and needed not in account.scopes:
+    needed = REQUIRED_SCOPES.get(account.login_kind, {}).get(delivery.kind, ())
+    missing = [scope for scope in needed if scope not in account.scopes]
+    if missing:
         return CheckFailure(
             DeliveryReason.PERMISSION_MISSING,
-            f"Reconnect {account}: its token does not grant {needed}, which this send needs.",
+            f"Reconnect {account}: its token does not grant {', '.join(missing)}, which this "
+            f"send needs. Connect again and keep every permission ticked.",
         )
     return None
 
@@ -107,6 +120,13 @@ def check_window(delivery: Delivery, now: datetime) -> CheckFailure | None:
             return CheckFailure(
                 DeliveryReason.WINDOW_EXPIRED,
                 "The comment is older than 7 days: Meta allows a private reply only within 7 days.",
+            )
+        said_at = delivery.interaction_at
+        if delivery.live_media_id and said_at and now > said_at + LIVE_BROADCAST_MAX:
+            return CheckFailure(
+                DeliveryReason.WINDOW_EXPIRED,
+                "The live broadcast this comment was made in has ended (live videos last at "
+                "most 4 hours): Meta allows private replies to live comments only while live.",
             )
         return None
     if ends is None or now > ends:
@@ -153,12 +173,6 @@ def check_conversation(delivery: Delivery, now: datetime) -> CheckFailure | None
     return None
 
 
-def _message_text_limit(message: dict) -> int:
-    attachment = message.get("attachment") or {}
-    has_buttons = bool((attachment.get("payload") or {}).get("buttons"))
-    return MESSAGE_WITH_BUTTONS_TEXT_LIMIT if has_buttons else MESSAGE_TEXT_LIMIT
-
-
 def _texts(payload: dict) -> list[str]:
     """Every piece of text a person will see or follow: body, buttons, quick replies, URLs."""
     texts = [payload.get("text") or ""]
@@ -193,18 +207,15 @@ def check_content(delivery: Delivery, now: datetime) -> CheckFailure | None:
     template = (payload.get("attachment") or {}).get("payload") or {}
     text = payload.get("text") or template.get("text") or ""
     if delivery.kind == DeliveryKind.PUBLIC_REPLY:
-        limit = COMMENT_TEXT_LIMIT
         if not text.strip():
             return CheckFailure(DeliveryReason.CONTENT_REJECTED, "The public reply is empty.")
+        problem = meta_messages.comment_limit_problem(text)
     else:
-        limit = _message_text_limit(payload)
         if not text and not payload.get("attachment"):
             return CheckFailure(DeliveryReason.CONTENT_REJECTED, "The message is empty.")
-    if len(text) > limit:
-        return CheckFailure(
-            DeliveryReason.CONTENT_REJECTED,
-            f"The text has {len(text)} characters; Meta accepts at most {limit}.",
-        )
+        problem = meta_messages.text_limit_problem(text, with_buttons=bool(template.get("buttons")))
+    if problem:
+        return CheckFailure(DeliveryReason.CONTENT_REJECTED, f"The text is {problem}")
     workspace = delivery.workspace
     texts = _texts(payload)
     # Whole words after normalising, like trigger matching: "ass" does not block "class".

@@ -10,6 +10,35 @@ class DeliveryKind(models.TextChoices):
     MESSAGE = "message", "Direct message"
 
 
+class Lane(models.TextChoices):
+    """Which of the account's budgets a send uses (messaging.pacer.budgets_for).
+
+    The first three are the delivery kinds themselves; the other two are sends Meta counts
+    differently: private replies to live comments (100/s while live, not the hourly budget of
+    posts) and Send API messages with audio or video (10/s).
+    """
+
+    PUBLIC_REPLY = "public_reply", "Public replies"
+    PRIVATE_REPLY = "private_reply", "Private replies"
+    MESSAGE = "message", "Messages"
+    LIVE_PRIVATE_REPLY = "live_private_reply", "Private replies to live comments"
+    MEDIA_MESSAGE = "media_message", "Audio and video messages"
+
+
+AUDIO_VIDEO = frozenset({"audio", "video"})
+
+
+def lane_for(kind: str, payload: dict | None, live_media_id: str = "") -> str:
+    """The budget lane of a send: its kind, unless live or audio/video make it another."""
+    if kind == DeliveryKind.PRIVATE_REPLY and live_media_id:
+        return Lane.LIVE_PRIVATE_REPLY
+    attachment = (payload or {}).get("attachment")
+    is_media = isinstance(attachment, dict) and attachment.get("type") in AUDIO_VIDEO
+    if kind == DeliveryKind.MESSAGE and is_media:
+        return Lane.MEDIA_MESSAGE
+    return kind
+
+
 class DeliveryStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     SENDING = "sending", "Sending"
@@ -66,6 +95,14 @@ class Delivery(models.Model):
     kind = models.CharField(max_length=16, choices=DeliveryKind.choices)
     recipient = models.CharField(max_length=64, help_text="IGSID, or the comment id answered.")
     comment_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Set for a private reply to a live comment: the broadcast's media, which must still be
+    # live when the reply goes (meta-api.md section 4).
+    live_media_id = models.CharField(max_length=64, blank=True)
+    # A comment's own creation time, read from Meta when the 7-day margin matters (near the
+    # edge): the webhook's entry.time is only when Meta sent it, later on a redelivery.
+    comment_created_at = models.DateTimeField(null=True, blank=True)
+    # The budget lane when it differs from the kind (Lane); "" means the kind's own.
+    lane = models.CharField(max_length=24, choices=Lane.choices, blank=True)
     payload = models.JSONField(help_text="What is sent: the reply text or the message object.")
     # One delivery per purpose (e.g. "private_reply:<comment id>"): a redelivered event or a task
     # that runs twice finds the existing row instead of sending again.
@@ -125,6 +162,10 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def pace_lane(self) -> str:
+        return self.lane or self.kind
 
     @property
     def latency_ms(self) -> float | None:

@@ -17,7 +17,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import AccountStatus, InstagramAccount
-from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from messaging.models import Delivery, DeliveryStatus, Lane
 from messaging.sharedstate import Budget, shared_state
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def usage_factor(usage_percent: int) -> float:
     return max(0.1, (95 - usage_percent) / 20)
 
 
-def budgets_for(account: InstagramAccount, kind: str) -> list[Budget]:
+def budgets_for(account: InstagramAccount, lane: str) -> list[Budget]:
+    """The account's budgets a send of this lane (``Lane``; a kind is its own lane) uses."""
     factor = usage_factor(account.usage_percent)
     per_second = account.send_limit_per_second or settings.SEND_LIMIT_PER_SECOND
     per_hour = account.private_reply_limit_per_hour or settings.PRIVATE_REPLY_LIMIT_PER_HOUR
@@ -56,14 +57,27 @@ def budgets_for(account: InstagramAccount, kind: str) -> list[Budget]:
     def budget(name: str, limit: int, window: float) -> Budget:
         return Budget(f"{account.pk}:{name}", max(1, int(limit * factor)), window / HEADROOM)
 
-    if kind == DeliveryKind.PUBLIC_REPLY:
+    if lane == Lane.PUBLIC_REPLY:
         # Comment replies are not Send API calls; they count against the account's business
         # use case quota, which Meta does not publish per second: a separate budget.
         return [budget("comment_reply", settings.COMMENT_REPLY_LIMIT_PER_SECOND, 1.0)]
     budgets = [budget("send", per_second, 1.0)]
-    if kind == DeliveryKind.PRIVATE_REPLY:
+    if lane == Lane.PRIVATE_REPLY:
         budgets.append(budget("private_reply", per_hour, 3600.0))
+    elif lane == Lane.LIVE_PRIVATE_REPLY:
+        # Live comments have their own per-second budget: a burst during a broadcast must
+        # not wait for the hourly budget of posts, or the broadcast ends first.
+        limit = settings.LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND
+        budgets.append(budget("live_private_reply", limit, 1.0))
+    elif lane == Lane.MEDIA_MESSAGE:
+        budgets.append(budget("media_send", settings.MEDIA_SEND_LIMIT_PER_SECOND, 1.0))
     return budgets
+
+
+def read_budgets(account: InstagramAccount) -> list[Budget]:
+    """Graph reads made for sends (a comment's creation time, whether a broadcast is live):
+    they count against the account's business use case quota, like public replies."""
+    return budgets_for(account, Lane.PUBLIC_REPLY)
 
 
 def _due(now: datetime) -> Q:
@@ -87,16 +101,28 @@ def pacer_request(account_id: int, *, delay: float = 0.0) -> None:
             shared_state().flag_clear(flag)
 
 
-def _reserved(account: InstagramAccount, kind: str, on_the_way: Counter) -> int:
-    """Sends on their way that will take a use of one of this kind's budgets: a private
+def _reserved(account: InstagramAccount, lane: str, on_the_way: Counter) -> int:
+    """Sends on their way that will take a use of one of this lane's budgets: a private
     reply shares the Send API budget with DMs, a public reply shares nothing. Counting
-    every kind made a kind wait for budget the other kind was using."""
-    keys = {budget.key for budget in budgets_for(account, kind)}
+    every lane made a lane wait for budget another lane was using."""
+    keys = {budget.key for budget in budgets_for(account, lane)}
     return sum(
         count
         for other, count in on_the_way.items()
         if keys & {budget.key for budget in budgets_for(account, other)}
     )
+
+
+def _lanes(rows) -> Counter:
+    """(kind, lane, count) rows -> {effective lane: count} (an empty lane is the kind's)."""
+    counts: Counter = Counter()
+    for kind, lane, count in rows:
+        counts[lane or kind] += count
+    return counts
+
+
+def _not_in_lanes(lanes: set[str]) -> Q:
+    return Q(lane__in=lanes) | Q(lane="", kind__in=lanes)
 
 
 def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
@@ -116,17 +142,15 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
         return {"dispatched": 0, "why": f"paused until {account.paused_until.isoformat()}"}
 
     queued = Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
-    on_the_way = Counter(
-        dict(
-            Delivery.objects.filter(
-                Q(status=DeliveryStatus.SENDING)
-                | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False),
-                account_id=account_id,
-            )
-            .values_list("kind")
-            .annotate(n=Count("pk"))
-            .order_by()
+    on_the_way = _lanes(
+        Delivery.objects.filter(
+            Q(status=DeliveryStatus.SENDING)
+            | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False),
+            account_id=account_id,
         )
+        .values_list("kind", "lane")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
     in_flight = on_the_way.total()
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
@@ -134,30 +158,32 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     if free > 0:
         due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
         blocked: set[str] = set()
-        # Oldest first. When a kind's budget is spent (private replies at their hourly
+        # Oldest first. When a lane's budget is spent (private replies at their hourly
         # limit), look again without it, so it never hides the DMs and public replies
-        # queued behind it; at most once per kind.
-        for _ in DeliveryKind.values:
-            candidates = list(due.exclude(kind__in=blocked).values_list("pk", "kind")[:free])
+        # queued behind it; at most once per lane.
+        for _ in Lane.values:
+            pending = due.exclude(_not_in_lanes(blocked)) if blocked else due
+            candidates = list(pending.values_list("pk", "kind", "lane")[:free])
             newly_blocked = False
-            for delivery_id, kind in candidates:
-                if kind in blocked:
+            for delivery_id, kind, lane in candidates:
+                lane = lane or kind
+                if lane in blocked:
                     continue
                 # Only a look: the send itself takes the budget right before calling Meta,
                 # so time spent in the queue cannot bunch calls up past Meta's limit.
-                kind_wait = shared_state().room(
-                    budgets_for(account, kind), reserved=_reserved(account, kind, on_the_way)
+                lane_wait = shared_state().room(
+                    budgets_for(account, lane), reserved=_reserved(account, lane, on_the_way)
                 )
-                if kind_wait > DISPATCH_AHEAD_SECONDS:
-                    blocked.add(kind)
+                if lane_wait > DISPATCH_AHEAD_SECONDS:
+                    blocked.add(lane)
                     newly_blocked = True
-                    wait = kind_wait if wait is None else min(wait, kind_wait)
+                    wait = lane_wait if wait is None else min(wait, lane_wait)
                     continue
                 # Room within the second: the send goes now, timed to reach the budget as
                 # its place frees (a wake-up and a queue hop later would leave it unused).
-                countdown = kind_wait + SLOT_MARGIN_SECONDS if kind_wait > 0 else 0.0
+                countdown = lane_wait + SLOT_MARGIN_SECONDS if lane_wait > 0 else 0.0
                 if delivery_dispatch(delivery_id=delivery_id, now=now, countdown=countdown):
-                    on_the_way[kind] += 1
+                    on_the_way[lane] += 1
                     dispatched += 1
                     free -= 1
             if free <= 0 or not newly_blocked or len(candidates) == 0:

@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from accounts.models import InstagramAccount
 from messaging.checks import window_end
-from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
+from messaging.models import Delivery, DeliveryReason, DeliveryStatus, Lane
 from messaging.selectors import kind_rate_per_second
 
 # Only look at backlogs longer than this: shorter ones cannot miss a 24-hour window.
@@ -26,10 +26,12 @@ def unreachable_deliveries(
 
     Yields (delivery, rate per second, estimated send time, window end).
     """
-    for kind in (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE):
-        rate = kind_rate_per_second(account, kind)
+    # Live private replies are left out: their window is the broadcast, checked at send time.
+    for lane in (Lane.PRIVATE_REPLY, Lane.MESSAGE, Lane.MEDIA_MESSAGE):
+        rate = kind_rate_per_second(account, lane)
+        in_lane = Q(lane=lane) | Q(lane="", kind=lane)
         queued = Delivery.objects.filter(
-            account=account, kind=kind, status=DeliveryStatus.QUEUED, held_since__isnull=True
+            in_lane, account=account, status=DeliveryStatus.QUEUED, held_since__isnull=True
         )
         depth = queued.count()
         if depth / rate < MIN_BACKLOG_SECONDS:

@@ -94,7 +94,8 @@ def accounts_with_due_work(*, now: datetime) -> list[int]:
 
 
 def kind_rate_per_second(account: InstagramAccount, kind: str) -> float:
-    """The steady rate the pacer allows for one kind of send (the tightest of its budgets)."""
+    """The steady rate the pacer allows for one kind (or lane) of send: the tightest of its
+    budgets."""
     return min(budget.limit / budget.window for budget in budgets_for(account, kind))
 
 

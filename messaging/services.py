@@ -1,5 +1,6 @@
 """Writes for deliveries: create, pace, claim, check, send, record, retry, recover."""
 
+import enum
 import logging
 import random
 import time
@@ -14,13 +15,14 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import AccountStatus, Contact, InstagramAccount
 from messaging import graph
-from messaging.checks import CheckFailure, run_checklist, window_end
+from messaging.checks import PRIVATE_REPLY_WINDOW, CheckFailure, run_checklist, window_end
 from messaging.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryKind,
     DeliveryReason,
     DeliveryStatus,
+    lane_for,
 )
 from messaging.pacer import (
     EARLY_TOLERANCE_SECONDS,
@@ -28,12 +30,17 @@ from messaging.pacer import (
     account_pace,
     budgets_for,
     pacer_request,
+    read_budgets,
 )
 from messaging.projection import deliveries_expire_unreachable
+from messaging.refusals import refusal_streak_clear, refusal_streak_record
 from messaging.selectors import accounts_with_due_work
 from messaging.sharedstate import shared_state
 from messaging.signals import delivery_finished
+from meta import messages as meta_messages
 from meta.client import GraphResult, Outcome
+from meta.errors import NO_MATCHING_USER_SUBCODES, Reason, is_consent_required
+from meta.payloads import graph_time
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +87,21 @@ def delivery_create(
     comment_id: str = "",
     recipient: str = "",
     not_before: datetime | None = None,
+    live_media_id: str = "",
 ) -> Delivery:
     """Queue one send (once per dedupe key); ``not_before`` delays it durably.
 
     The recipient defaults to the comment answered, or the person for a message.
+    ``live_media_id``: a private reply to a comment made during that live broadcast.
     """
     recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
+    lane = lane_for(kind, payload, live_media_id)
     delivery, created = _delivery_get_or_create(
         account=account,
         dedupe_key=dedupe_key,
         kind=kind,
+        lane="" if lane == kind else lane,
+        live_media_id=live_media_id,
         payload=payload,
         trigger=trigger,
         contact=contact,
@@ -124,20 +136,38 @@ def pace_after_commit(account_id: int) -> None:
     transaction.on_commit(partial(pacer_kick, account_id=account_id))
 
 
-def contact_follows_account(*, account: InstagramAccount, igsid: str) -> bool | None:
-    """Whether the person follows the account (Meta's user profile), None if Meta cannot say."""
-    result = graph.client_for(account).get(f"/{igsid}", {"fields": "is_user_follow_business"})
-    if not result.ok or not isinstance(result.data, dict):
+class FollowCheck(enum.StrEnum):
+    FOLLOWS = "follows"
+    NOT_FOLLOWING = "not_following"
+    # The person has not messaged the account or tapped a button yet: Meta will not say.
+    CONSENT_REQUIRED = "consent_required"
+    UNKNOWN = "unknown"  # Meta could not say (an error, an unreadable answer)
+
+
+def contact_follows_account(*, account: InstagramAccount, contact: Contact) -> FollowCheck:
+    """Whether the person follows the account (Meta's user profile, meta-api.md section 3).
+
+    Meta answers only with the person's consent, which exists once they have messaged the
+    account or tapped a button or quick reply; before that nobody is looked up.
+    """
+    if contact.last_interaction_at is None:
+        return FollowCheck.CONSENT_REQUIRED
+    result = graph.client_for(account).get(
+        f"/{contact.igsid}", {"fields": "is_user_follow_business"}
+    )
+    if not result.ok and is_consent_required(result.message):
+        return FollowCheck.CONSENT_REQUIRED
+    value = result.data.get("is_user_follow_business") if result.ok else None
+    if not isinstance(value, bool):
         logger.warning(
             "Follow lookup for %s on @%s failed: %s %s",
-            igsid,
+            contact.igsid,
             account.username,
             result.code,
             result.message,
         )
-        return None
-    value = result.data.get("is_user_follow_business")
-    return value if isinstance(value, bool) else None
+        return FollowCheck.UNKNOWN
+    return FollowCheck.FOLLOWS if value else FollowCheck.NOT_FOLLOWING
 
 
 def media_published_at(*, account: InstagramAccount, media_id: str) -> datetime | None:
@@ -261,8 +291,14 @@ def _requeue(
     detail: str,
     result: GraphResult | None = None,
     held: bool = False,
+    reason: str = "",
+    payload: dict | None = None,
 ) -> Delivery:
-    """Back to the account's queue, to be paced again at `at` (or when released if held)."""
+    """Back to the account's queue, to be paced again at `at` (or when released if held).
+
+    A held delivery carries the account's ``reason`` (token_invalid, permission_missing)
+    besides the sentence in ``detail`` (INTERFACE.md, "Delivery records").
+    """
     fields = {
         "status": DeliveryStatus.QUEUED,
         "dispatched_at": None,
@@ -271,6 +307,9 @@ def _requeue(
     }
     if held:
         fields["held_since"] = delivery.held_since or timezone.now()
+        fields["reason"] = reason or DeliveryReason.TOKEN_INVALID
+    if payload is not None:
+        fields["payload"] = payload
     return _update_claimed(delivery, fields, result)
 
 
@@ -346,20 +385,50 @@ def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
         )
 
 
+def _hold_sentence(account: InstagramAccount, result: GraphResult) -> str:
+    """What the operator reads on the account and on its held sends."""
+    if result.missing_scope:
+        return (
+            f"Reconnect @{account.username}: Meta refused a send because the token lacks "
+            f"{result.missing_scope} ({result.message or f'code {result.code}'}). Connect again "
+            "and keep every permission ticked."
+        )
+    what = "its token no longer works" if result.reason == Reason.TOKEN_INVALID else "a permission"
+    return f"Reconnect @{account.username}: Meta says {what} ({result.message})."
+
+
+def _hold(delivery: Delivery, result: GraphResult, reason: str, sentence: str) -> Delivery:
+    account_services.account_mark_needs_reconnect(
+        account=delivery.account, reason=reason, detail=result.message, sentence=sentence
+    )
+    return _requeue(
+        delivery,
+        at=None,
+        held=True,
+        reason=reason,
+        detail=f"Held until @{delivery.account.username} is reconnected: {sentence}",
+        result=result,
+    )
+
+
+def _refused_choices(delivery: Delivery, result: GraphResult) -> dict | None:
+    """The private reply without its quick replies or postback buttons, when Meta refused
+    the reply with a parameter error and it had choices; else None (meta-api.md section 4:
+    choices on a reply addressed by comment_id are not documented, and a refused call did
+    not use up the comment's one reply)."""
+    if delivery.kind != DeliveryKind.PRIVATE_REPLY or result.code != 100:
+        return None
+    if result.subcode in NO_MATCHING_USER_SUBCODES:
+        return None
+    stripped = meta_messages.strip_choices(delivery.payload or {})
+    return stripped if stripped != delivery.payload else None
+
+
 def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
     account = delivery.account
     reason = result.reason or DeliveryReason.META_ERROR
     if result.account_problem:
-        account_services.account_mark_needs_reconnect(
-            account=account, reason=reason, detail=result.message
-        )
-        return _requeue(
-            delivery,
-            at=None,
-            held=True,
-            detail=f"Held until @{account.username} is reconnected: {result.message}",
-            result=result,
-        )
+        return _hold(delivery, result, reason, _hold_sentence(account, result))
     if result.throttled:
         pause = result.retry_after_seconds or (
             PER_SECOND_THROTTLE_PAUSE_SECONDS
@@ -372,6 +441,24 @@ def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
             reason=f"Meta rate-limited the account: {result.message}",
         )
         return _retry_or_fail(delivery, result, pause)
+    if result.ambiguous:
+        # About this person, or the whole account? Several people in a row say the account.
+        trip = refusal_streak_record(account=account, delivery=delivery, result=result)
+        if trip is not None:
+            return _hold(delivery, result, DeliveryReason.PERMISSION_MISSING, trip.sentence)
+    stripped = _refused_choices(delivery, result)
+    if stripped is not None:
+        return _requeue(
+            delivery,
+            at=None,
+            payload=stripped,
+            detail=(
+                f"Meta refused the private reply with its choices ({result.message}); "
+                "sending it once more as plain text and links. The comment's one reply was "
+                "not used up by the refusal."
+            ),
+            result=result,
+        )
     if result.pause_account:
         account_services.account_pause(
             account=account,
@@ -395,7 +482,7 @@ def _handle_refusal(delivery: Delivery, result: GraphResult) -> Delivery:
 
 def _skip_or_hold(delivery: Delivery, failure: CheckFailure) -> Delivery:
     if failure.hold:
-        return _requeue(delivery, at=None, held=True, detail=failure.detail)
+        return _requeue(delivery, at=None, held=True, reason=failure.reason, detail=failure.detail)
     return _finish(
         delivery, status=DeliveryStatus.SKIPPED, reason=failure.reason, detail=failure.detail
     )
@@ -421,9 +508,90 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
             pacer_kick(account_id=delivery.account_id)
 
 
+# Meta retries a failed webhook for up to 36 hours (meta-api.md section 2), so a comment's
+# entry.time can be that much later than the comment: inside this margin of the 7-day edge
+# the comment's own time is read before its private reply goes.
+REDELIVERY_SPAN = timedelta(hours=36)
+# A live broadcast confirmed by Meta is trusted this long before asking again.
+LIVE_CONFIRMED_SECONDS = 15.0
+
+
+def _room_for_a_read(account: InstagramAccount) -> bool:
+    """Reads made for sends use the account's business use case budget; when it is full the
+    read is skipped (what we know stands) rather than delaying the send."""
+    return shared_state().try_acquire(read_budgets(account)) == 0
+
+
+def _comment_time_matters(delivery: Delivery, now: datetime) -> bool:
+    return (
+        delivery.kind == DeliveryKind.PRIVATE_REPLY
+        and delivery.comment_created_at is None
+        and delivery.interaction_at is not None
+        and now >= delivery.interaction_at + PRIVATE_REPLY_WINDOW - REDELIVERY_SPAN
+    )
+
+
+def comment_created_at_read(*, delivery: Delivery) -> datetime | None:
+    """Read the comment's creation time from Meta (``GET /{comment-id}?fields=timestamp``) and
+    keep it on the delivery; its window counts from it. None when Meta cannot say."""
+    account = delivery.account
+    if not _room_for_a_read(account):
+        return None
+    result = graph.client_for(account).get(f"/{delivery.comment_id}", {"fields": "timestamp"})
+    made = graph_time(result.data.get("timestamp")) if result.ok else None
+    if made is None:
+        logger.warning(
+            "Creation time of comment %s on @%s unknown (%s %s); the webhook's time stands",
+            delivery.comment_id,
+            account.username,
+            result.code,
+            result.message,
+        )
+        return None
+    Delivery.objects.filter(pk=delivery.pk).update(comment_created_at=made, interaction_at=made)
+    delivery.comment_created_at = delivery.interaction_at = made
+    return made
+
+
+def broadcast_is_live(*, account: InstagramAccount, media_id: str) -> bool | None:
+    """Whether the live broadcast ``media_id`` is still on (Meta's ``live_media`` lists only
+    media being broadcast now); None when Meta cannot say. A yes is remembered a few seconds,
+    so a burst of live comments does not ask once per reply."""
+    key = f"live:{account.pk}:{media_id}"
+    state = shared_state()
+    if not state.flag_set(key, ttl=LIVE_CONFIRMED_SECONDS):
+        return True  # confirmed moments ago
+    live: bool | None = None
+    if _room_for_a_read(account):
+        client = graph.client_for(account)
+        result = client.get(f"/{account.ig_user_id}/live_media", {"fields": "id"})
+        items = result.data.get("data") if result.ok else None
+        if isinstance(items, list):
+            live = any(isinstance(i, dict) and str(i.get("id")) == media_id for i in items)
+    if live is not True:
+        state.flag_clear(key)
+    return live
+
+
+def _before_checks(delivery: Delivery, now: datetime) -> CheckFailure | None:
+    """Reads from Meta a private reply needs right before it goes (no transaction is open):
+    the comment's own time near the 7-day edge, and whether a live broadcast is still on."""
+    if _comment_time_matters(delivery, now):
+        comment_created_at_read(delivery=delivery)
+    if delivery.kind == DeliveryKind.PRIVATE_REPLY and delivery.live_media_id:
+        live = broadcast_is_live(account=delivery.account, media_id=delivery.live_media_id)
+        if live is False:
+            return CheckFailure(
+                DeliveryReason.WINDOW_EXPIRED,
+                "The live broadcast this comment was made in has ended: Meta allows private "
+                "replies to live comments only while the broadcast is live.",
+            )
+    return None
+
+
 def _send_claimed(delivery: Delivery) -> Delivery:
     started_at = timezone.now()
-    failure = run_checklist(delivery, started_at)
+    failure = _before_checks(delivery, started_at) or run_checklist(delivery, started_at)
     if failure is not None:
         return _skip_or_hold(delivery, failure)
 
@@ -436,7 +604,7 @@ def _send_claimed(delivery: Delivery) -> Delivery:
             detail=f"Waiting: @{account.username} is paused ({account.pause_reason}).",
         )
 
-    budgets = budgets_for(account, delivery.kind)
+    budgets = budgets_for(account, delivery.pace_lane)
     wait = shared_state().try_acquire(budgets)
     if 0 < wait <= EARLY_TOLERANCE_SECONDS:
         # Dispatched ahead and here a moment early (timers are not exact): wait it out.
@@ -476,6 +644,8 @@ def _send_claimed(delivery: Delivery) -> Delivery:
         with transaction.atomic():
             _record_attempt(attempt, result)
             delivery = _settle_sent_or_unknown(delivery, result)
+        if result.outcome == Outcome.SENT:
+            refusal_streak_clear(account=delivery.account)
         _apply_usage(delivery.account, result)
         return delivery
     _record_attempt(attempt, result)
@@ -582,6 +752,26 @@ def _expire_held(now: datetime) -> int:
     return expired
 
 
+def _hold_queued_of_inactive_accounts(now: datetime) -> int:
+    """Queued deliveries of accounts that need reconnecting (or are disabled) are held from
+    the start, carrying the account's reason."""
+    unheld = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_since__isnull=True)
+    held = 0
+    accounts = (
+        InstagramAccount.objects.exclude(status=AccountStatus.ACTIVE)
+        .filter(pk__in=unheld.values("account_id"))
+        .only("pk", "status", "reconnect_reason")
+    )
+    for account in accounts:
+        reason = (
+            DeliveryReason.PERMISSION_MISSING
+            if account.status == AccountStatus.DISABLED
+            else account.reconnect_reason or DeliveryReason.TOKEN_INVALID
+        )
+        held += unheld.filter(account_id=account.pk).update(held_since=now, reason=reason)
+    return held
+
+
 def deliveries_sweep(*, now: datetime | None = None) -> dict:
     """Beat's sweeper: recover lost work, expire what can no longer go, wake the pacers."""
     from messaging.sharedstate import DatabaseState
@@ -602,10 +792,7 @@ def deliveries_sweep(*, now: datetime | None = None) -> dict:
             status=DeliveryStatus.SENDING, sending_started_at__lt=stale
         ).values_list("pk", flat=True)
     ]
-    # Queued deliveries of accounts that need reconnecting are held from the start.
-    Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_since__isnull=True).exclude(
-        account__status=AccountStatus.ACTIVE
-    ).update(held_since=now)
+    _hold_queued_of_inactive_accounts(now)
     expired_held = _expire_held(now)
 
     projected = 0
@@ -628,7 +815,7 @@ def account_release(*, account_id: int) -> int:
     """After a reconnect: held sends go back to the pacer."""
     released = Delivery.objects.filter(
         account_id=account_id, status=DeliveryStatus.QUEUED, held_since__isnull=False
-    ).update(held_since=None, dispatched_at=None)
+    ).update(held_since=None, dispatched_at=None, reason="")
     pacer_request(account_id)
     return released
 

@@ -30,7 +30,7 @@ from urllib3.exceptions import (
     ProtocolError,
 )
 
-from meta.errors import RATE_LIMITED, ErrorClass, Reason, classify_error
+from meta.errors import RATE_LIMITED, ErrorClass, Reason, classify_error, named_permission
 from meta.usage import Usage, parse_usage_headers
 
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
@@ -71,6 +71,10 @@ class GraphResult:
     throttled: bool = False
     account_problem: bool = False
     pause_account: bool = False
+    # An ambiguous permission refusal (code 10/200, no known subcode, no permission named).
+    ambiguous: bool = False
+    # The permission Meta says is missing (code 230, or named in its message), else "".
+    missing_scope: str = ""
     code: int | None = None
     subcode: int | None = None
     message: str = ""
@@ -403,14 +407,17 @@ class GraphClient:
         code = as_int(error.get("code"))
         subcode = as_int(error.get("error_subcode"))
         is_transient = _as_bool(error.get("is_transient"))
+        message = str(error.get("message") or "")
         error_class: ErrorClass = classify_error(
-            code, subcode, http_status=status, is_transient=is_transient
+            code, subcode, message=message, http_status=status, is_transient=is_transient
         )
         if code is None and status == 429:
             # No Graph error body, but the status alone says throttled (proxies, the stand-in).
             error_class = RATE_LIMITED
 
-        message = str(error.get("message") or "")
+        missing_scope = ""
+        if error_class.reason is Reason.PERMISSION_MISSING:
+            missing_scope = error_class.scope or named_permission(message)
         if not message:
             shape = "an error it did not explain" if error else "a body that is not a Graph error"
             message = f"Meta answered HTTP {status} with {shape}. {error_class.description}"
@@ -428,6 +435,8 @@ class GraphClient:
             throttled=error_class.throttled,
             account_problem=error_class.account_problem,
             pause_account=error_class.pause_account,
+            ambiguous=error_class.ambiguous,
+            missing_scope=missing_scope,
             code=code,
             subcode=subcode,
             message=message,

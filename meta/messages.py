@@ -13,6 +13,49 @@ from typing import Any
 MAX_QUICK_REPLIES = 13
 MAX_BUTTONS = 3
 MAX_TITLE = 20  # quick-reply and button titles [seen]
+# Meta counts a message's text in UTF-8 bytes, not characters [doc]: "UTF-8 and 1000 bytes or
+# less". Emoji and non-Latin scripts take 2 to 4 bytes each.
+TEXT_MAX_BYTES = 1000
+# A button template's text is counted in characters [doc].
+BUTTON_TEXT_MAX_CHARS = 640
+# A comment (our public reply) [seen]: Instagram's comment limit, in characters.
+COMMENT_MAX_CHARS = 2200
+
+
+def utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def text_limit_problem(text: str, *, with_buttons: bool = False) -> str:
+    """Why Meta would refuse this message text for its length, or "" when it fits.
+
+    One sentence with the figures, for forms, the trigger file and the pre-send checklist.
+    """
+    if with_buttons:
+        chars = len(text)
+        if chars > BUTTON_TEXT_MAX_CHARS:
+            return (
+                f"{chars:,} characters, {chars - BUTTON_TEXT_MAX_CHARS:,} over Meta's limit of "
+                f"{BUTTON_TEXT_MAX_CHARS} characters for a message with buttons."
+            )
+    size = utf8_bytes(text)
+    if size > TEXT_MAX_BYTES:
+        return (
+            f"{size:,} bytes in UTF-8, {size - TEXT_MAX_BYTES:,} over Meta's limit of "
+            f"{TEXT_MAX_BYTES:,} bytes per message (emoji and non-Latin letters take 2 to 4 "
+            "bytes each); shorten it."
+        )
+    return ""
+
+
+def comment_limit_problem(text: str) -> str:
+    """Why a public reply is too long, or ""."""
+    if len(text) > COMMENT_MAX_CHARS:
+        return (
+            f"{len(text):,} characters, {len(text) - COMMENT_MAX_CHARS:,} over Instagram's "
+            f"limit of {COMMENT_MAX_CHARS:,} characters for a comment."
+        )
+    return ""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ INSTAGRAM_LOGIN_SCOPES: tuple[str, ...] = (
     "instagram_business_manage_messages",
     "instagram_business_manage_comments",
 )
-# Fields each connected account is subscribed to (meta-api.md section 2, "Subscribing").
+# The Instagram fields the product handles (meta-api.md section 2, "Subscribing"): set at app
+# level for the object "instagram", and per account with Instagram Login's /me/subscribed_apps.
 WEBHOOK_FIELDS: tuple[str, ...] = (
     "comments",
     "live_comments",
@@ -78,6 +79,10 @@ WEBHOOK_FIELDS: tuple[str, ...] = (
     "message_reactions",
     "messaging_referral",
 )
+# Facebook Login: the app is installed on the Page with a Page field; Meta refuses Instagram
+# field names there (error 100), and the Instagram fields then flow as set at app level.
+PAGE_WEBHOOK_FIELDS: tuple[str, ...] = ("feed",)
+INSTAGRAM_OBJECT = "instagram"
 # Page tasks the person needs for the product to answer comments and messages (section 7).
 REQUIRED_PAGE_TASKS: tuple[str, ...] = ("MESSAGING", "MODERATE")
 
@@ -649,6 +654,11 @@ def instagram_me(
 
 
 # --- webhooks -------------------------------------------------------------------------------------
+def _succeeded(body: Mapping[str, Any]) -> bool:
+    # Meta answers {"success": true}, and on some edges {"success": "true"}.
+    return body.get("success") in (True, "true")
+
+
 def subscribe_webhooks(
     graph_base: str,
     node: str,
@@ -660,9 +670,10 @@ def subscribe_webhooks(
 ) -> bool:
     """Subscribe one connected account to the app's webhooks (meta-api.md section 2).
 
-    Facebook Login: ``node`` the Page id, with the Page token, on ``META_GRAPH_URL``. Instagram
-    Login: ``node`` "me", with the Instagram user token, on ``META_INSTAGRAM_GRAPH_URL``. Repeat
-    after every reconnect. True when Meta answered ``success: true``; Meta's refusals raise.
+    Facebook Login: ``node`` the Page id, with the Page token, on ``META_GRAPH_URL`` and
+    ``PAGE_WEBHOOK_FIELDS``. Instagram Login: ``node`` "me", with the Instagram user token, on
+    ``META_INSTAGRAM_GRAPH_URL`` and ``WEBHOOK_FIELDS``. Repeat after every reconnect, and read
+    it back with ``subscribed_fields``. True when Meta answered ``success``; refusals raise.
     """
     body = _call(
         "POST",
@@ -672,4 +683,116 @@ def subscribe_webhooks(
         timeout=timeout,
         session=session,
     )
-    return body.get("success") is True
+    return _succeeded(body)
+
+
+def subscribed_fields(
+    graph_base: str,
+    node: str,
+    token: str,
+    *,
+    app_id: str = "",
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> tuple[str, ...] | None:
+    """The fields our app is subscribed to on ``node`` (``GET .../subscribed_apps``).
+
+    None when our app is not installed there. A Page lists every app it has installed, each
+    with its ``id``: ours is found by ``app_id``; an entry without an id (Instagram Login) is
+    the token's own app.
+    """
+    body = _call(
+        "GET",
+        _join(graph_base, f"{node}/subscribed_apps"),
+        token=token,
+        timeout=timeout,
+        session=session,
+    )
+    data = body.get("data")
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("id") is not None and app_id and str(item["id"]) != app_id:
+            continue
+        fields = item.get("subscribed_fields")
+        return tuple(str(f) for f in fields) if isinstance(fields, list) else ()
+    return None
+
+
+@dataclass(frozen=True)
+class AppSubscription:
+    """One object of the app's webhook subscriptions (``GET /{app-id}/subscriptions``)."""
+
+    object: str
+    callback_url: str
+    active: bool
+    fields: tuple[str, ...]
+
+
+def app_subscriptions(
+    graph_base: str,
+    app_id: str,
+    app_secret: str,
+    *,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> list[AppSubscription]:
+    """What the app's Webhooks product is set to, per object, read with the app token."""
+    body = _call(
+        "GET",
+        _join(graph_base, f"{app_id}/subscriptions"),
+        token=f"{app_id}|{app_secret}",
+        timeout=timeout,
+        session=session,
+    )
+    found = []
+    data = body.get("data")
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        fields = item.get("fields") if isinstance(item.get("fields"), list) else []
+        names = [f.get("name") if isinstance(f, dict) else f for f in fields]
+        found.append(
+            AppSubscription(
+                object=str(item.get("object") or ""),
+                callback_url=str(item.get("callback_url") or ""),
+                active=item.get("active") in (True, "true"),
+                fields=tuple(str(name) for name in names if name),
+            )
+        )
+    return found
+
+
+def app_subscribe(
+    graph_base: str,
+    app_id: str,
+    app_secret: str,
+    *,
+    callback_url: str,
+    verify_token: str,
+    fields: Iterable[str] = WEBHOOK_FIELDS,
+    object_type: str = INSTAGRAM_OBJECT,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> bool:
+    """Set the app's webhook subscription for one object (``POST /{app-id}/subscriptions``).
+
+    Meta calls ``callback_url`` with the verification GET before it answers, so the callback
+    must be reachable and answer the challenge with ``verify_token``; a failed verification
+    is Meta's refusal (code 2200), raised as ``OAuthError``.
+    """
+    body = _call(
+        "POST",
+        _join(graph_base, f"{app_id}/subscriptions"),
+        data={
+            "object": object_type,
+            "callback_url": callback_url,
+            "verify_token": verify_token,
+            "fields": ",".join(fields),
+            "include_values": "true",
+        },
+        token=f"{app_id}|{app_secret}",
+        timeout=timeout,
+        session=session,
+    )
+    return _succeeded(body)

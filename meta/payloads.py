@@ -75,6 +75,21 @@ def to_datetime(value: int | float | str) -> datetime:
         raise PayloadError(f"Epoch time {value!r} is out of range.") from exc
 
 
+def graph_time(raw: object) -> datetime | None:
+    """A Graph API ISO time (``2026-11-25T10:00:00+0000``, as on media and comments' own
+    ``timestamp``) as an aware datetime; None when it is missing or unreadable."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    # Meta writes the offset without a colon; older Pythons want one.
+    if len(raw) > 5 and raw[-5] in "+-" and raw[-3] != ":":
+        raw = f"{raw[:-2]}:{raw[-2:]}"
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommentEvent:
     account_id: str

@@ -29,7 +29,12 @@ class InstagramAccountFactory(factory.django.DjangoModelFactory):
     login_kind = LoginKind.FACEBOOK
     scopes = factory.LazyAttribute(
         lambda o: (
-            ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
+            [
+                "instagram_basic",
+                "instagram_manage_comments",
+                "instagram_manage_messages",
+                "pages_messaging",
+            ]
             if o.login_kind == LoginKind.FACEBOOK
             else [
                 "instagram_business_basic",

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import Contact, InstagramAccount
 from messaging import services as messaging_services
 from messaging.models import FINAL_STATUSES, Delivery, DeliveryKind, DeliveryStatus
+from messaging.services import FollowCheck
 from meta import messages as meta_messages
 from triggers.matching import normalize
 from triggers.models import FlowRun, FlowStatus, Trigger, trigger_option
@@ -141,6 +142,7 @@ class Origin:
     event_id: int | None
     event_received_at: datetime | None
     comment_id: str = ""  # set: the first message goes as the comment's private reply
+    live_media_id: str = ""  # set: the comment was made during this live broadcast
 
 
 def flow_start(
@@ -172,14 +174,18 @@ def _emit(run: FlowRun, origin: Origin, *, gate_passed: bool = False) -> Deliver
     if run.position >= len(messages):
         return _finish(run, FlowStatus.DONE, "All messages sent.")
     spec = messages[run.position]
+    via_comment = bool(run.comment_id) and _first_in_segment(run)
     if spec.get("follow_gate") and not gate_passed:
+        if run.contact.last_interaction_at is None:
+            # No consent yet (they only commented): Meta will not say whether they follow,
+            # and looking them up would not count as following. Ask, and check after the tap.
+            return _ask_to_follow(run, origin, via_comment=via_comment)
         run.status, run.detail = FlowStatus.CHECKING_FOLLOW, "Checking whether they follow."
         run.save(update_fields=["status", "detail", "updated_at"])
         from triggers.tasks import check_follow
 
         transaction.on_commit(lambda: check_follow.delay(run.pk))
         return None
-    via_comment = bool(run.comment_id) and _first_in_segment(run)
     delay = int(spec.get("delay_seconds") or 0)
     not_before = timezone.now() + timedelta(seconds=delay) if delay else None
     if via_comment:
@@ -188,6 +194,7 @@ def _emit(run: FlowRun, origin: Origin, *, gate_passed: bool = False) -> Deliver
             "dedupe_key": f"private_reply:{run.comment_id}",
             "payload": render_private_reply(spec, run.pk),
             "comment_id": run.comment_id,
+            "live_media_id": origin.live_media_id,
         }
     else:
         how = {
@@ -336,16 +343,72 @@ def flow_waiting_reply(*, contact: Contact, text: str) -> WaitingReply | None:
     for choice in choices:
         if said and said == normalize(choice["title"]):
             return WaitingReply(Tap(run.pk, choice["next"]), named=True)
-    if len(choices) == 1 and run.comment_id and not settings.PRIVATE_REPLY_CHOICES:
-        # The option was not shown (switched off for private replies): any reply goes on.
+    if len(choices) == 1 and _choices_hidden(run):
+        # The option was not shown: any reply goes on.
         return WaitingReply(Tap(run.pk, choices[0]["next"]), named=False)
     return None
+
+
+def _choices_hidden(run: FlowRun) -> bool:
+    """Whether the person never saw the waiting message's options: choices are switched off
+    for private replies, or Meta refused them and the reply went as plain text."""
+    if not run.comment_id or run.step or run.position:
+        return False  # only the private reply (the first message) can lose its options
+    if not settings.PRIVATE_REPLY_CHOICES:
+        return True
+    sent = (
+        Delivery.objects.filter(
+            account_id=run.account_id, dedupe_key=f"private_reply:{run.comment_id}"
+        )
+        .values_list("payload", flat=True)
+        .first()
+    )
+    return isinstance(sent, dict) and meta_messages.strip_choices(sent) == sent
 
 
 def _follow_gate(trigger: Trigger, account: InstagramAccount) -> dict:
     gate = {**DEFAULT_FOLLOW_GATE, **(trigger_option(trigger, "follow_gate", {}) or {})}
     gate["text"] = gate["text"].replace("{username}", account.username)
     return gate
+
+
+def _ask_to_follow(run: FlowRun, origin: Origin, *, via_comment: bool = False) -> Delivery:
+    """Send the follow request with its "I follow now" quick reply; the run waits for it."""
+    gate = _follow_gate(run.trigger, run.account)
+    payload = meta_messages.text_message(
+        gate["text"], [meta_messages.Choice(gate["button"], choice_payload(run.pk, RECHECK))]
+    )
+    common = {
+        "account": run.account,
+        "trigger": run.trigger,
+        "contact": run.contact,
+        "interaction_at": origin.occurred_at,
+        "event_id": origin.event_id,
+        "event_received_at": origin.event_received_at,
+    }
+    if via_comment:
+        # The gated message was to be the private reply: the request takes its place.
+        delivery = messaging_services.delivery_create(
+            **common,
+            kind=DeliveryKind.PRIVATE_REPLY,
+            dedupe_key=f"private_reply:{run.comment_id}",
+            payload=payload
+            if settings.PRIVATE_REPLY_CHOICES
+            else meta_messages.strip_choices(payload),
+            comment_id=run.comment_id,
+            live_media_id=origin.live_media_id,
+        )
+    else:
+        delivery = messaging_services.delivery_create(
+            **common,
+            kind=DeliveryKind.MESSAGE,
+            dedupe_key=f"flow:{run.pk}:gate:{run.step}:{run.position}:{run.segment_key}",
+            payload=payload,
+        )
+    run.status = FlowStatus.WAITING_FOLLOW
+    run.detail = "Asked them to follow and tap: Meta tells whether someone follows only then."
+    run.save(update_fields=["status", "detail", "updated_at"])
+    return delivery
 
 
 def flow_check_follow(*, run_id: int) -> FlowRun | None:
@@ -358,9 +421,7 @@ def flow_check_follow(*, run_id: int) -> FlowRun | None:
     if run is None:
         return None
     # Outside the transaction: a call to Meta must not hold the run's row lock.
-    follows = messaging_services.contact_follows_account(
-        account=run.account, igsid=run.contact.igsid
-    )
+    answer = messaging_services.contact_follows_account(account=run.account, contact=run.contact)
     with transaction.atomic():
         run = (
             FlowRun.objects.select_for_update()
@@ -371,34 +432,24 @@ def flow_check_follow(*, run_id: int) -> FlowRun | None:
         if run is None:
             return None
         origin = _origin_of(run)
-        if follows is None:
+        if answer == FollowCheck.UNKNOWN:
             # Meta could not say: the person asked for it, so they get it rather than nothing.
             logger.warning("Follow check for flow run %s failed; sending anyway", run.pk)
             _emit(run, origin, gate_passed=True)
             run.detail = "Meta could not say whether they follow; sent anyway. " + run.detail
             run.save(update_fields=["detail", "updated_at"])
             return run
-        if follows:
+        if answer == FollowCheck.FOLLOWS:
             _emit(run, origin, gate_passed=True)
             return run
-        gate = _follow_gate(run.trigger, run.account)
-        messaging_services.delivery_create(
-            account=run.account,
-            trigger=run.trigger,
-            contact=run.contact,
-            kind=DeliveryKind.MESSAGE,
-            dedupe_key=f"flow:{run.pk}:gate:{run.step}:{run.position}:{run.segment_key}",
-            payload=meta_messages.text_message(
-                gate["text"],
-                [meta_messages.Choice(gate["button"], choice_payload(run.pk, RECHECK))],
-            ),
-            interaction_at=origin.occurred_at,
-            event_id=None,
-            event_received_at=None,
-        )
-        run.status = FlowStatus.WAITING_FOLLOW
-        run.detail = "Not following yet: asked them to follow and tap again."
-        run.save(update_fields=["status", "detail", "updated_at"])
+        # Not following, or no consent yet (never taken for following): ask, and check again
+        # after their tap.
+        _ask_to_follow(run, origin)
+        if answer == FollowCheck.CONSENT_REQUIRED:
+            run.detail = "Meta needs their consent first (a message or a tap): asked them to tap."
+        else:
+            run.detail = "Not following yet: asked them to follow and tap again."
+        run.save(update_fields=["detail", "updated_at"])
         return run
 
 

@@ -181,6 +181,7 @@ def _single_message(
             dedupe_key=f"private_reply:{origin.comment_id}",
             payload=flows.render_private_reply(spec, None),
             comment_id=origin.comment_id,
+            live_media_id=origin.live_media_id,
         )
     return messaging_services.delivery_create(
         **common,
@@ -244,6 +245,7 @@ def comment_answer(
         event_id=event_id,
         event_received_at=event_received_at,
         comment_id=comment.comment_id,
+        live_media_id=(comment.media_id or "") if is_live else "",
     )
     summary = _summary(trigger, decision, "keywords matched")
     if bound:

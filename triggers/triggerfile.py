@@ -12,6 +12,7 @@ from django.db import transaction
 from accounts.audit import audit_record, diff, snapshot
 from accounts.models import InstagramAccount
 from accounts.selectors import account_by_reference
+from meta import messages as meta_messages
 from triggers.models import FiresOn, MatchMode, Trigger, TriggerEvent
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ KNOWN_FIELDS = (
     "enabled",
     "priority",
 )
-MESSAGE_TEXT_LIMIT = 1000
-MESSAGE_WITH_BUTTONS_TEXT_LIMIT = 640
 NAME_MAX_LENGTH = Trigger._meta.get_field("name").max_length
 STEP_NAME_MAX_LENGTH = 100
 CHOICE_TITLE_LIMIT = 20
@@ -115,9 +114,9 @@ def _message(message, here: str, errors: list[str], steps: set[str]) -> None:
     if text is not None and (not isinstance(text, str) or not text.strip()):
         errors.append(f"{here}.text: must be a non-empty string.")
     elif isinstance(text, str):
-        limit = MESSAGE_WITH_BUTTONS_TEXT_LIMIT if buttons else MESSAGE_TEXT_LIMIT
-        if len(text) > limit:
-            errors.append(f"{here}.text: {len(text)} characters; Meta accepts at most {limit}.")
+        problem = meta_messages.text_limit_problem(text, with_buttons=bool(buttons))
+        if problem:
+            errors.append(f"{here}.text: {problem}")
     if image is not None and not _is_url(image):
         errors.append(f"{here}.image: must be an http(s) URL of a png or jpeg image.")
     if buttons is not None:
@@ -156,6 +155,21 @@ def _message(message, here: str, errors: list[str], steps: set[str]) -> None:
         errors.append(f"{here}.delay_seconds: whole seconds from 0 to {MAX_DELAY_SECONDS}.")
     if "follow_gate" in message and not isinstance(message["follow_gate"], bool):
         errors.append(f"{here}.follow_gate: must be true or false.")
+
+
+GATE_BEFORE_CONSENT = (
+    "follow_gate cannot be on the first message of a comment trigger: that message goes as "
+    "the private reply, before the person has written to the account, and Meta tells whether "
+    "someone follows only after they message the account or tap a button. Give the first "
+    "message a quick reply and put the gate on the message its step sends."
+)
+
+
+def _no_gate_before_consent(messages: list, where: str, errors: list[str]) -> None:
+    """A comment's first message is the private reply: no consent yet (meta-api.md 3)."""
+    first = messages[0] if messages else None
+    if isinstance(first, dict) and first.get("follow_gate") is True:
+        errors.append(f"{where}.follow_gate: {GATE_BEFORE_CONSENT}")
 
 
 def _messages(value, where: str, errors: list[str], steps: set[str] = frozenset()) -> list[dict]:
@@ -280,6 +294,8 @@ def parse_trigger_file(data: object) -> list[TriggerSpec]:
             errors.append(f"{where}: media_ids and public_replies apply to comment triggers only.")
         steps = _steps(item.get("steps"), f"{where}.steps", errors)
         messages = _messages(item.get("messages"), f"{where}.messages", errors, set(steps))
+        if event == TriggerEvent.COMMENT:
+            _no_gate_before_consent(messages, f"{where}.messages[0]", errors)
         if not messages and not public_replies:
             errors.append(f"{where}: needs messages or public_replies, or it would send nothing.")
         enabled = item.get("enabled", True)

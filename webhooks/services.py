@@ -227,7 +227,16 @@ def _link_accounts(event: WebhookEvent) -> None:
     """Tie the event to the connected accounts it names, so their workspaces' people see it."""
     ids = [str(account_id) for account_id in event.account_ids or []]
     if ids:
-        event.accounts.add(*accounts_for_instagram_ids(ids))
+        accounts = accounts_for_instagram_ids(ids)
+        event.accounts.add(*accounts)
+        if accounts:
+            transaction.on_commit(
+                partial(
+                    account_services.accounts_note_webhook,
+                    account_ids=[account.pk for account in accounts],
+                    received_at=event.received_at,
+                )
+            )
 
 
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:

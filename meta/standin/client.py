@@ -130,8 +130,17 @@ class StandInControl:
         return self._call("POST", "profiles", json={"igsid": igsid, **fields})
 
     def register_media(self, media_id: str, **fields: Any) -> dict[str, Any]:
-        """A post with Meta's fields, e.g. ``timestamp="2026-11-25T10:00:00+0000"``."""
+        """A post with Meta's fields, e.g. ``timestamp="2026-11-25T10:00:00+0000"``;
+        ``live=True`` / ``live=False``: its live broadcast is on / has ended."""
         return self._call("POST", "media", json={"media_id": media_id, **fields})
+
+    def record_consent(self, igsid: str) -> None:
+        """The person messaged the account or tapped a button: their profile can be read."""
+        self._call("POST", "consent", json={"igsid": igsid})
+
+    def app_subscriptions(self) -> dict[str, Any]:
+        """The apps' Webhooks settings: app id -> object -> callback URL, fields, active."""
+        return self._call("GET", "app_subscriptions")["apps"]
 
     def register_account(
         self,
@@ -147,8 +156,12 @@ class StandInControl:
     def revoke_token(self, token: str) -> None:
         self._call("POST", "tokens/revoke", json={"token": token})
 
-    def register_comment(self, comment_id: str, from_id: str) -> None:
-        self._call("POST", "comments", json={"comment_id": comment_id, "from_id": from_id})
+    def register_comment(self, comment_id: str, from_id: str, **fields: Any) -> None:
+        """A comment by ``from_id``; Meta's fields such as ``timestamp`` (when it was made,
+        ``2026-11-25T10:00:00+0000``), ``text``, ``media`` are what ``GET /{comment-id}``
+        answers."""
+        body = {"comment_id": comment_id, "from_id": from_id, **fields}
+        self._call("POST", "comments", json=body)
 
     def comments(self) -> dict[str, Any]:
         return self._call("GET", "comments")

@@ -162,11 +162,37 @@ def _set_media(state: State, query: dict[str, str], raw: bytes) -> Response:
     """A post the Graph API knows: ``{"media_id", "timestamp", ...}`` (Meta's field names)."""
     data = _object(raw)
     media_id = _required(data, "media_id")
-    fields = {k: v for k, v in data.items() if k != "media_id"}
+    live = data.get("live")
+    fields = {k: v for k, v in data.items() if k not in ("media_id", "live")}
     with state.lock:
         media = state.media.setdefault(media_id, {"media_product_type": "FEED"})
         media.update(fields)
-        return _json({"id": media_id, **media})
+        if live is True:
+            state.live_media.add(media_id)
+            media["media_product_type"] = "LIVE"
+        elif live is False:
+            state.live_media.discard(media_id)
+        return _json({"id": media_id, **media, "live": media_id in state.live_media})
+
+
+def _add_consent(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """The person messaged an account or tapped a button: Meta lets their profile be read."""
+    igsid = _required(_object(raw), "igsid")
+    with state.lock:
+        state.consented.add(igsid)
+    return _json({"igsid": igsid, "consent": True})
+
+
+def _get_app_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
+    with state.lock:
+        apps = {
+            app_id: {
+                obj: {k: v for k, v in entry.items() if k != "verify_token"}
+                for obj, entry in objects.items()
+            }
+            for app_id, objects in state.app_subscriptions.items()
+        }
+    return _json({"apps": apps})
 
 
 def _get_accounts(state: State, query: dict[str, str], raw: bytes) -> Response:
@@ -208,9 +234,14 @@ def _add_comment(state: State, query: dict[str, str], raw: bytes) -> Response:
     data = _object(raw)
     comment_id = _required(data, "comment_id")
     from_id = _required(data, "from_id")
+    # Meta's IG Comment fields; a comment is made now unless its timestamp says otherwise.
+    fields = {k: v for k, v in data.items() if k not in ("comment_id", "from_id")}
+    fields.setdefault("timestamp", time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()))
+    fields["from"] = {"id": from_id, **(fields.get("from") or {})}
     with state.lock:
         state.comment_authors[comment_id] = from_id
-    return _json({"comment_id": comment_id, "from_id": from_id})
+        state.comments[comment_id] = fields
+    return _json({"comment_id": comment_id, "from_id": from_id, **fields})
 
 
 def _get_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
@@ -461,6 +492,8 @@ ROUTES: dict[tuple[str, str], Callable[[State, dict[str, str], bytes], Response]
     ("GET", "profiles"): _get_profiles,
     ("POST", "profiles"): _set_profile,
     ("POST", "media"): _set_media,
+    ("POST", "consent"): _add_consent,
+    ("GET", "app_subscriptions"): _get_app_subscriptions,
     ("GET", "accounts"): _get_accounts,
     ("POST", "accounts"): _add_account,
     ("POST", "tokens/revoke"): _revoke_token,

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from . import subscriptions
 from .errors import GRAPH_METHOD, MISSING_TOKEN_MESSAGE, GraphError, from_fault, invalid_param
-from .logins import FACEBOOK, INSTAGRAM, PAGE, Token
+from .logins import FACEBOOK, INSTAGRAM, PAGE, App, Token
 from .state import (
     COMMENT_DELETE,
     COMMENT_HIDE,
     COMMENT_REPLY,
+    LIVE_MEDIA,
     ME,
     PRIVATE_REPLY,
     PROFILE,
@@ -57,24 +59,32 @@ HOST_PREFIXES = {"ig": INSTAGRAM_HOST, "instagram": INSTAGRAM_WEB_HOST}
 HOST_PREFIXES["instagram-api"] = INSTAGRAM_API_HOST
 JSON_TYPE = "application/json; charset=UTF-8"
 
-# What an issued token must hold to call an endpoint: (scope, error code when it is missing).
-# Code 10 for messaging and 200 for the rest follow meta-api.md section 6; which exact code Meta
-# answers per call is [unsure], the family (permission_missing) is not.
-REQUIRED_SCOPES: dict[tuple[str, str], tuple[str, int]] = {
-    (FACEBOOK, PRIVATE_REPLY): ("instagram_manage_messages", 10),
-    (FACEBOOK, SEND_MESSAGE): ("instagram_manage_messages", 10),
-    (FACEBOOK, SENDER_ACTION): ("instagram_manage_messages", 10),
-    (FACEBOOK, COMMENT_REPLY): ("instagram_manage_comments", 200),
-    (FACEBOOK, COMMENT_HIDE): ("instagram_manage_comments", 200),
-    (FACEBOOK, COMMENT_DELETE): ("instagram_manage_comments", 200),
-    (FACEBOOK, SUBSCRIBED_APPS): ("pages_manage_metadata", 200),
-    (INSTAGRAM, PRIVATE_REPLY): ("instagram_business_manage_messages", 10),
-    (INSTAGRAM, SEND_MESSAGE): ("instagram_business_manage_messages", 10),
-    (INSTAGRAM, SENDER_ACTION): ("instagram_business_manage_messages", 10),
-    (INSTAGRAM, COMMENT_REPLY): ("instagram_business_manage_comments", 200),
-    (INSTAGRAM, COMMENT_HIDE): ("instagram_business_manage_comments", 200),
-    (INSTAGRAM, COMMENT_DELETE): ("instagram_business_manage_comments", 200),
-    (INSTAGRAM, SUBSCRIBED_APPS): ("instagram_business_basic", 200),
+# What an issued token must hold to call an endpoint: [(scope, error code when missing)].
+# Code 10 for Instagram messaging and 200 for the rest follow meta-api.md section 6, 230 for
+# a Page token without pages_messaging [doc + seen]; which exact code Meta answers per call is
+# [unsure], the family (permission_missing) is not.
+REQUIRED_SCOPES: dict[tuple[str, str], list[tuple[str, int]]] = {
+    (FACEBOOK, PRIVATE_REPLY): [
+        ("instagram_manage_messages", 10),
+        ("pages_messaging", 230),
+        ("instagram_manage_comments", 200),
+    ],
+    (FACEBOOK, SEND_MESSAGE): [("instagram_manage_messages", 10), ("pages_messaging", 230)],
+    (FACEBOOK, SENDER_ACTION): [("instagram_manage_messages", 10), ("pages_messaging", 230)],
+    (FACEBOOK, COMMENT_REPLY): [("instagram_manage_comments", 200)],
+    (FACEBOOK, COMMENT_HIDE): [("instagram_manage_comments", 200)],
+    (FACEBOOK, COMMENT_DELETE): [("instagram_manage_comments", 200)],
+    (FACEBOOK, SUBSCRIBED_APPS): [("pages_manage_metadata", 200)],
+    (INSTAGRAM, PRIVATE_REPLY): [
+        ("instagram_business_manage_messages", 10),
+        ("instagram_business_manage_comments", 200),
+    ],
+    (INSTAGRAM, SEND_MESSAGE): [("instagram_business_manage_messages", 10)],
+    (INSTAGRAM, SENDER_ACTION): [("instagram_business_manage_messages", 10)],
+    (INSTAGRAM, COMMENT_REPLY): [("instagram_business_manage_comments", 200)],
+    (INSTAGRAM, COMMENT_HIDE): [("instagram_business_manage_comments", 200)],
+    (INSTAGRAM, COMMENT_DELETE): [("instagram_business_manage_comments", 200)],
+    (INSTAGRAM, SUBSCRIBED_APPS): [("instagram_business_basic", 200)],
 }
 # The Page task a Page token's person needs (meta-api.md section 7: MESSAGING and MODERATE).
 REQUIRED_TASKS: dict[str, tuple[str, int]] = {
@@ -89,8 +99,8 @@ CANNOT_PARSE_TOKEN = "Invalid OAuth access token - Cannot parse access token"  #
 _MESSAGES = "messages"  # routed to private_reply / send_message / sender_action by its body
 
 # Limits Meta enforces on message content (meta-api.md section 3; [seen] where marked there).
-MAX_TEXT = 1000
-MAX_BUTTON_TEXT = 640
+MAX_TEXT = 1000  # UTF-8 bytes
+MAX_BUTTON_TEXT = 640  # characters
 MAX_QUICK_REPLIES = 13
 MAX_QUICK_REPLY_TITLE = 20
 MAX_BUTTON_TITLE = 20
@@ -212,6 +222,8 @@ def route(method: str, segments: list[str]) -> tuple[str, str | None]:
             return _MESSAGES, node
         if edge == "subscribed_apps" and method in ("GET", "POST", "DELETE"):
             return SUBSCRIBED_APPS, node
+        if edge == "live_media" and method == "GET":
+            return LIVE_MEDIA, node
     elif len(segments) == 1 and node is not None:
         if node == "me" and method == "GET":
             return ME, node
@@ -258,13 +270,14 @@ def check_permissions(state: State, call: Call) -> None:
     if issued is None:
         return  # registered and synthetic tokens may do anything, as before
     logins = state.logins
-    required = REQUIRED_SCOPES.get((issued.login, call.endpoint))
-    if required is not None and required[0] not in logins.grants[issued.grant_id].scopes:
-        scope, code = required
+    granted = logins.grants[issued.grant_id].scopes
+    for scope, code in REQUIRED_SCOPES.get((issued.login, call.endpoint), []):
+        if scope in granted:
+            continue
         message = (
             "(#10) Application does not have permission for this action"
             if code == 10
-            else f"(#200) Requires {scope} permission to manage the object"
+            else f"(#{code}) Requires {scope} permission to manage the object"
         )
         raise GraphError(code, message)
     if issued.kind == PAGE and issued.page_id and call.endpoint in REQUIRED_TASKS:
@@ -451,7 +464,8 @@ def validate_message(message: Any) -> None:
         raise invalid_param("(#100) param message[text] must be a string")
     if not (text and text.strip()) and not attachment and not attachments:
         raise invalid_param("(#100) Message cannot be empty, must provide valid attachment or text")
-    if text is not None and len(text) > MAX_TEXT:
+    # Meta counts UTF-8 bytes, not characters [doc]: "UTF-8 and 1000 bytes or less".
+    if text is not None and len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT:
         raise invalid_param(
             f"(#100) Length of param message[text] must be less than or equal to {MAX_TEXT}"
         )
@@ -572,6 +586,17 @@ def _profile(state: State, call: Call) -> dict[str, Any]:
     page = state.logins.page_by_id(igsid)
     if page is not None:
         return _account_view({"id": page.id, "name": page.name, "category": page.category}, fields)
+    comment = state.comments.get(igsid)
+    if comment is not None:
+        # An IG Comment: its own creation time and text [doc: IG Comment reference].
+        view = {"id": igsid, **comment}
+        return {name: view[name] for name in fields or ["id", "timestamp"] if name in view} | {
+            "id": igsid
+        }
+    if igsid not in state.consented:
+        # User Profile API [doc]: only once the person has messaged the account or tapped a
+        # button; a commenter alone cannot be looked up. The code is [unsure] (reported: 230).
+        raise GraphError(230, "(#230) User consent is required to access user profile")
     profile = default_profile(igsid)
     profile.update(state.profiles.get(igsid, {}))
     fields = fields or list(PROFILE_DEFAULT_FIELDS)
@@ -585,22 +610,48 @@ def _profile(state: State, call: Call) -> dict[str, Any]:
     return out
 
 
+def _subscription_app(state: State, call: Call) -> App:
+    issued = state.logins.tokens.get(call.token or "")
+    if issued is not None:
+        app = state.logins.app_for(state.logins.grants[issued.grant_id].app_id)
+        if app is not None:
+            return app
+    login = INSTAGRAM if call.host == INSTAGRAM_HOST else FACEBOOK
+    return state.logins.apps[login]
+
+
 def _subscribed_apps(state: State, call: Call) -> dict[str, Any]:
+    """A Page (graph.facebook.com) takes Page fields; Instagram Login's /me (graph.instagram.com)
+    the Instagram fields (meta-api.md section 2, "Subscribing")."""
     key = call.sender or ""
+    on_page = call.host != INSTAGRAM_HOST
+    app = _subscription_app(state, call)
     if call.method == "GET":
         fields = state.subscriptions.get(key)
-        return {"data": [{"subscribed_fields": list(fields)}] if fields is not None else []}
+        if fields is None:
+            return {"data": []}
+        entry: dict[str, Any] = {"subscribed_fields": list(fields)}
+        if on_page:
+            entry = {"category": "Business", "link": "https://standin.invalid/app",
+                     "name": app.name, "id": app.app_id, **entry}  # fmt: skip
+        return {"data": [entry]}
     if call.method == "DELETE":
         state.subscriptions.pop(key, None)
         return {"success": True}
     fields = _split_fields(call.params.get("subscribed_fields"))
     if not fields:
         raise invalid_param("(#100) The parameter subscribed_fields is required")
-    for name in fields:
-        if not re.fullmatch(r"[a-z_]+", name):
-            raise invalid_param(f"(#100) Param subscribed_fields has an invalid value: {name}")
+    if on_page:
+        subscriptions.check_page_fields(fields)
+    else:
+        subscriptions.check_instagram_fields(fields)
     state.subscriptions[key] = fields
     return {"success": True}
+
+
+def _live_media(state: State, call: Call) -> dict[str, Any]:
+    """Only media being broadcast at the time of the request [doc: IG User Live Media]."""
+    return {"data": [{"id": media_id} for media_id in sorted(state.live_media)]}
 
 
 def _comment_hide(state: State, call: Call) -> dict[str, Any]:
@@ -632,6 +683,7 @@ HANDLERS: dict[str, Callable[[State, Call], dict[str, Any]]] = {
     ME: _me,
     PROFILE: _profile,
     SUBSCRIBED_APPS: _subscribed_apps,
+    LIVE_MEDIA: _live_media,
     COMMENT_HIDE: _comment_hide,
     COMMENT_DELETE: _comment_delete,
     UNKNOWN: _unsupported,
@@ -702,6 +754,12 @@ def handle_graph(
         if name in params:
             params[name] = _decode_json_param(params[name])
     token = extract_token(headers, params)
+    if host == FACEBOOK_HOST and subscriptions.is_app_subscriptions(segments):
+        # The app's Webhooks product: its POST calls our callback, so it locks on its own.
+        status, answer, delay = subscriptions.handle_app_subscriptions(
+            state, method, segments[0], raw_path, params, query, token
+        )
+        return Outcome(status, answer, {}, delay)
 
     with state.lock:
         t = now()

@@ -29,6 +29,8 @@ SENDER_ACTION = "sender_action"
 ME = "me"
 PROFILE = "profile"
 SUBSCRIBED_APPS = "subscribed_apps"
+APP_SUBSCRIPTIONS = "app_subscriptions"  # /{app-id}/subscriptions, with the app token
+LIVE_MEDIA = "live_media"  # /{ig-user-id}/live_media
 COMMENT_HIDE = "comment_hide"
 COMMENT_DELETE = "comment_delete"
 # OAuth and account endpoints (oauth.py); endpoint names, not secrets (hence the noqa).
@@ -61,6 +63,8 @@ ENDPOINTS = (
     ME,
     PROFILE,
     SUBSCRIBED_APPS,
+    APP_SUBSCRIPTIONS,
+    LIVE_MEDIA,
     COMMENT_HIDE,
     COMMENT_DELETE,
     *OAUTH_ENDPOINTS,
@@ -261,6 +265,13 @@ class State:
         self.accounts: dict[str, dict[str, Any]] = {}  # token -> account
         self.revoked: set[str] = set()
         self.comment_authors: dict[str, str] = {}  # comment id -> commenter IGSID
+        # comment id -> Meta's fields of the comment (timestamp, text, media), for reads
+        self.comments: dict[str, dict[str, Any]] = {}
+        # People who messaged an account or tapped a button: only their profiles can be read.
+        self.consented: set[str] = set()
+        self.live_media: set[str] = set()  # media ids being broadcast live now
+        # app id -> object -> {"callback_url", "fields", "active"} (the app's Webhooks product)
+        self.app_subscriptions: dict[str, dict[str, dict[str, Any]]] = {}
         self.private_replied: dict[str, str] = {}  # comment id -> mid of the private reply
         self.subscriptions: dict[str, list[str]] = {}
         self.sent_messages: set[tuple[str, bytes]] = set()  # (recipient, message hash)

@@ -249,7 +249,10 @@ def test_facebook_journey_connects_the_picked_account(admin_client, admin_user, 
     # The Page token the stand-in issued really works for the Page.
     (page_token,) = control.tokens(kind="PAGE", page_id=PAGE_ID)
     assert account.access_token.startswith(page_token["token"].rstrip("…"))
-    assert set(control.subscriptions()[PAGE_ID]) == set(oauth.WEBHOOK_FIELDS)
+    # Facebook Login installs the app on the Page with a Page field (meta-api.md 2), read back.
+    assert set(control.subscriptions()[PAGE_ID]) == set(oauth.PAGE_WEBHOOK_FIELDS)
+    assert account.webhook_fields == list(oauth.PAGE_WEBHOOK_FIELDS)
+    assert account.webhook_checked_at is not None and account.webhook_problem == ""
     assert not PendingConnection.objects.exists()
 
     entries = {e.action: e for e in AuditEntry.objects.filter(object_id=str(account.pk))}
@@ -552,7 +555,7 @@ def test_subscription_failure_keeps_the_account_and_can_be_retried(
     again = admin_client.post(response["Location"])
 
     assert again.status_code == 302
-    assert set(control.subscriptions()[PAGE_ID]) == set(oauth.WEBHOOK_FIELDS)
+    assert set(control.subscriptions()[PAGE_ID]) == set(oauth.PAGE_WEBHOOK_FIELDS)
     assert AuditEntry.objects.filter(action="subscribed").exists()
 
 

@@ -83,6 +83,30 @@ def test_private_reply_window_counts_from_the_comment_not_from_arrival():
     assert reason(delivery, now) == DeliveryReason.WINDOW_EXPIRED
 
 
+def test_private_reply_to_a_live_comment_after_the_longest_broadcast_is_window_expired():
+    now = timezone.now()
+    delivery = private_reply(
+        live_media_id="17900000000000042", interaction_at=now - timedelta(hours=5)
+    )
+    failure = run_checklist(delivery, now)
+    assert failure.reason == DeliveryReason.WINDOW_EXPIRED
+    assert "only while live" in failure.detail
+    fresh = private_reply(
+        live_media_id="17900000000000042", interaction_at=now - timedelta(hours=1)
+    )
+    assert reason(fresh, now) is None
+
+
+def test_the_window_counts_from_the_comments_own_time_when_known():
+    now = timezone.now()
+    # The webhook came a day late (a redelivery): entry.time 6 days ago, comment 7 days + 1 h.
+    delivery = private_reply(
+        interaction_at=now - timedelta(days=6),
+        comment_created_at=now - timedelta(days=7, hours=1),
+    )
+    assert reason(delivery, now) == DeliveryReason.WINDOW_EXPIRED
+
+
 def test_private_reply_ignores_the_24_hour_message_window():
     now = timezone.now()
     delivery = private_reply(
@@ -214,6 +238,28 @@ def test_token_with_the_scopes_of_its_login_kind_passes(login_kind):
     assert reason(public_reply(account=account)) is None
 
 
+@pytest.mark.parametrize("kind", [DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE])
+def test_a_page_token_without_pages_messaging_is_permission_missing_naming_it(kind):
+    # Meta answers code 230 "Requires pages_messaging permission" to such a Page token
+    # (https://developers.facebook.com/docs/messenger-platform/error-codes): never call it.
+    scopes = ["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"]
+    account = InstagramAccountFactory(login_kind="facebook", scopes=scopes)
+    contact = ContactFactory(account=account, last_interaction_at=timezone.now())
+    delivery = DeliveryFactory(account=account, kind=kind, contact=contact)
+
+    failure = run_checklist(delivery, timezone.now())
+
+    assert failure.reason == DeliveryReason.PERMISSION_MISSING
+    assert "pages_messaging" in failure.detail
+
+
+def test_a_private_reply_needs_comment_moderation_too():
+    scopes = ["instagram_basic", "instagram_manage_messages", "pages_messaging"]
+    account = InstagramAccountFactory(login_kind="facebook", scopes=scopes)
+    failure = run_checklist(private_reply(account=account), timezone.now())
+    assert "instagram_manage_comments" in failure.detail
+
+
 def test_token_whose_scopes_were_never_read_passes():
     account = InstagramAccountFactory(scopes=[])
 
@@ -288,6 +334,18 @@ def test_private_reply_over_1000_characters_is_content_rejected():
     delivery = private_reply(payload={"text": "x" * 1001})
 
     assert reason(delivery) == DeliveryReason.CONTENT_REJECTED
+
+
+def test_text_is_counted_in_utf8_bytes_not_characters():
+    # Send API: "UTF-8 and 1000 bytes or less"
+    # (https://developers.facebook.com/docs/messenger-platform/instagram/features/send-message).
+    emoji = private_reply(payload={"text": "🎁" * 251})  # 251 characters, 1,004 bytes
+    failure = run_checklist(emoji, timezone.now())
+    assert failure.reason == DeliveryReason.CONTENT_REJECTED
+    assert "1,004 bytes in UTF-8, 4 over" in failure.detail
+    assert reason(private_reply(payload={"text": "🎁" * 250})) is None  # 1,000 bytes
+    cyrillic = private_reply(payload={"text": "д" * 501})  # 2 bytes each
+    assert reason(cyrillic) == DeliveryReason.CONTENT_REJECTED
 
 
 def test_message_over_1000_characters_is_content_rejected():

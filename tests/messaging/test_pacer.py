@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import messaging.tasks
 from accounts.models import AccountStatus
-from messaging.models import Delivery, DeliveryKind, DeliveryStatus
+from messaging.models import Delivery, DeliveryKind, DeliveryStatus, Lane, lane_for
 from messaging.pacer import HEADROOM, account_pace, budgets_for, pacer_request, usage_factor
 from messaging.sharedstate import Budget, RedisState, shared_state
 from tests.factories import ContactFactory, DeliveryFactory, InstagramAccountFactory
@@ -36,9 +36,14 @@ def make_account(**fields):
     account = InstagramAccountFactory(**fields)
     state = shared_state()
     if isinstance(state, RedisState):
-        keys = [
-            f"budget:{account.pk}:{name}" for name in ("send", "private_reply", "comment_reply")
-        ]
+        names = (
+            "send",
+            "private_reply",
+            "comment_reply",
+            "live_private_reply",
+            "media_send",
+        )
+        keys = [f"budget:{account.pk}:{name}" for name in names]
         state.client.delete(*keys, f"flag:pacer:{account.pk}")
     return account
 
@@ -95,6 +100,67 @@ def test_public_reply_takes_the_comment_reply_budget_not_the_send_api():
     assert budgets_for(account, DeliveryKind.PUBLIC_REPLY) == [
         Budget(f"{account.pk}:comment_reply", 20, 1.0 / HEADROOM)
     ]
+
+
+def test_live_private_replies_have_their_own_per_second_budget_not_the_hourly_one():
+    # Meta's limits (meta-api.md 5; https://developers.facebook.com/documentation/
+    # business-messaging/messenger-platform/overview/rate-limiting): private replies to live
+    # comments 100/s; to posts and reels 750/hour; audio and video sends 10/s.
+    account = make_account()
+
+    assert budgets_for(account, Lane.LIVE_PRIVATE_REPLY) == [
+        Budget(f"{account.pk}:send", 100, 1.0 / HEADROOM),
+        Budget(f"{account.pk}:live_private_reply", 100, 1.0 / HEADROOM),
+    ]
+
+
+def test_audio_and_video_messages_take_the_10_per_second_budget():
+    account = make_account()
+
+    assert budgets_for(account, Lane.MEDIA_MESSAGE) == [
+        Budget(f"{account.pk}:send", 100, 1.0 / HEADROOM),
+        Budget(f"{account.pk}:media_send", 10, 1.0 / HEADROOM),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "live", "lane"),
+    [
+        ("private_reply", {"text": "hi"}, "", "private_reply"),
+        ("private_reply", {"text": "hi"}, "17900000000000042", "live_private_reply"),
+        (
+            "message",
+            {"attachment": {"type": "audio", "payload": {"url": "u"}}},
+            "",
+            "media_message",
+        ),
+        (
+            "message",
+            {"attachment": {"type": "video", "payload": {"url": "u"}}},
+            "",
+            "media_message",
+        ),
+        ("message", {"attachment": {"type": "image", "payload": {"url": "u"}}}, "", "message"),
+        ("public_reply", {"text": "hi"}, "", "public_reply"),
+    ],
+)
+def test_a_sends_lane(kind, payload, live, lane):
+    assert lane_for(kind, payload, live) == lane
+
+
+def test_a_burst_of_live_comments_does_not_wait_for_the_hourly_budget(queued):
+    account = make_account(private_reply_limit_per_hour=1)
+    queue(account, DeliveryKind.PRIVATE_REPLY)
+    post_reply = queue(account, DeliveryKind.PRIVATE_REPLY)
+    live = [
+        queue(account, live_media_id="17900000000000042", lane=Lane.LIVE_PRIVATE_REPLY)
+        for _ in range(5)
+    ]
+
+    account_pace(account_id=account.pk)
+
+    assert all(delivery.pk in queued.send.ids for delivery in live)
+    assert post_reply.pk not in queued.send.ids  # the hourly budget of posts is spent
 
 
 def test_account_limits_override_the_defaults():

@@ -251,13 +251,44 @@ def test_permission_error(rsps, graph):
     assert result.outcome is Outcome.FAILED
     assert not result.ok
     assert result.reason is Reason.PERMISSION_MISSING
-    assert result.account_problem
+    # No permission named and no subcode: this person or the account? Ambiguous (a breaker
+    # decides), never an account hold on one refusal.
+    assert result.ambiguous
+    assert not result.account_problem
+    assert result.missing_scope == ""
     assert not result.retryable
     assert result.code == 10
     assert result.subcode is None
     assert result.message == "(#10) Application does not have permission for this action"
     assert result.trace_id == "AbCdEf"
     assert result.http_status == 403
+
+
+def test_code_230_names_pages_messaging(rsps, graph):
+    rsps.post(
+        f"{BASE}/{ACCOUNT}/messages",
+        status=400,
+        json=meta_error(
+            230, message="(#230) Requires pages_messaging permission to manage the object"
+        ),
+    )
+    result = graph.send_message(ACCOUNT, IGSID, {"text": "hi"})
+    assert result.reason is Reason.PERMISSION_MISSING
+    assert result.account_problem and not result.ambiguous
+    assert result.missing_scope == "pages_messaging"
+
+
+def test_a_named_permission_is_carried(rsps, graph):
+    rsps.post(
+        f"{BASE}/{ACCOUNT}/messages",
+        status=400,
+        json=meta_error(
+            200, message="(#200) Requires instagram_manage_messages permission to manage the object"
+        ),
+    )
+    result = graph.send_message(ACCOUNT, IGSID, {"text": "hi"})
+    assert result.account_problem
+    assert result.missing_scope == "instagram_manage_messages"
 
 
 def test_window_expired(rsps, graph):

@@ -382,6 +382,10 @@ def test_profile_defaults_and_control(graph: Graph, control: StandInControl) -> 
     fields = (
         "name,username,profile_pic,follower_count,is_user_follow_business,is_business_follow_user"
     )
+    # User Profile API: no profile before the person messaged the account or tapped a button.
+    refused = assert_meta_error(graph.get("/6301", params={"fields": fields}), 230)
+    assert refused["message"] == "(#230) User consent is required to access user profile"
+    control.record_consent("6301")
     default = graph.get("/6301", params={"fields": fields}).json()
     assert default["id"] == "6301"
     assert default["username"] == "user_6301"
@@ -396,22 +400,47 @@ def test_profile_defaults_and_control(graph: Graph, control: StandInControl) -> 
     assert control.requests()[-1]["endpoint"] == "profile"
 
 
-def test_profile_unknown_field_is_code_100(graph: Graph) -> None:
+def test_profile_unknown_field_is_code_100(graph: Graph, control: StandInControl) -> None:
+    control.record_consent("6302")
     assert_meta_error(graph.get("/6302", params={"fields": "name,shoe_size"}), 100)
 
 
-def test_subscribed_apps(graph: Graph, control: StandInControl) -> None:
-    fields = "comments,messages,messaging_postbacks"
+def test_subscribed_apps_on_a_page_take_page_fields(graph: Graph, control: StandInControl) -> None:
+    # Page subscribed_apps: Page fields only; Instagram names are refused with error 100.
+    refused = assert_meta_error(
+        graph.post(f"/{PAGE}/subscribed_apps", params={"subscribed_fields": "feed,comments"}), 100
+    )
+    assert refused["message"].startswith("(#100) Param subscribed_fields[1] must be one of {feed,")
+    assert refused["message"].endswith('- got "comments"')
+    assert control.subscriptions() == {}
+
+    fields = "feed,messages"
     assert graph.post(f"/{PAGE}/subscribed_apps", params={"subscribed_fields": fields}).json() == {
         "success": True
     }
-    listed = graph.get(f"/{PAGE}/subscribed_apps").json()
-    assert listed == {"data": [{"subscribed_fields": fields.split(",")}]}
+    (listed,) = graph.get(f"/{PAGE}/subscribed_apps").json()["data"]
+    assert listed["subscribed_fields"] == ["feed", "messages"]
+    assert listed["id"] == "demo-app-id" and listed["name"]
     assert control.subscriptions() == {PAGE: fields.split(",")}
     assert graph.call("DELETE", f"/{PAGE}/subscribed_apps").json() == {"success": True}
     assert graph.get(f"/{PAGE}/subscribed_apps").json() == {"data": []}
     assert_meta_error(graph.post(f"/{PAGE}/subscribed_apps"), 100)
-    assert control.stats()["endpoints"]["subscribed_apps"] == 5
+    assert control.stats()["endpoints"]["subscribed_apps"] == 6
+
+
+def test_subscribed_apps_with_instagram_login_take_instagram_fields(
+    standin: StandIn, control: StandInControl
+) -> None:
+    ig = Graph(standin.url, TOKEN, version="/ig/v24.0")
+    assert_meta_error(ig.post("/me/subscribed_apps", params={"subscribed_fields": "feed"}), 100)
+    fields = "comments,messages"
+    assert ig.post("/me/subscribed_apps", params={"subscribed_fields": fields}).json() == {
+        "success": True
+    }
+    assert ig.get("/me/subscribed_apps").json()["data"][0]["subscribed_fields"] == [
+        "comments",
+        "messages",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -634,6 +663,8 @@ def test_reset_forgets_everything(graph: Graph, control: StandInControl) -> None
     assert control.limits() == {"send_per_second": None, "private_replies_per_hour": None}
     assert control.stats()["total"] == 0
     assert graph.get("/me").status_code == 200
+    assert_meta_error(graph.get("/6603", params={"fields": "username"}), 230)  # consent gone
+    control.record_consent("6603")
     assert graph.get("/6603", params={"fields": "username"}).json()["username"] == "user_6603"
     assert graph.private_reply("1790061").status_code == 200
 

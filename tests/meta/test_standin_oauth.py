@@ -283,9 +283,15 @@ def test_facebook_journey(bases: Bases, control: StandInControl) -> None:
     user_info = oauth.debug_token(bases.graph, FB_APP, FB_SECRET, user.access_token)
     assert user_info.type == "USER" and user_info.expires_at is not None
 
-    # The Page token subscribes the Page and sends for it on the existing Graph endpoints.
-    assert oauth.subscribe_webhooks(bases.graph, page.page_id, page.page_token)
-    assert control.subscriptions() == {page.page_id: list(oauth.WEBHOOK_FIELDS)}
+    # The Page token installs the app on the Page (a Page field) and sends for it.
+    fields = oauth.PAGE_WEBHOOK_FIELDS
+    assert oauth.subscribe_webhooks(bases.graph, page.page_id, page.page_token, fields)
+    assert control.subscriptions() == {page.page_id: list(fields)}
+    assert oauth.subscribed_fields(
+        bases.graph, page.page_id, page.page_token, app_id=FB_APP
+    ) == tuple(fields)
+    # Another app's entry is not ours.
+    assert oauth.subscribed_fields(bases.graph, page.page_id, page.page_token, app_id="x") is None
     result = private_reply(bases.graph, page.page_token, page.page_id)
     assert result.outcome is Outcome.SENT, result.message
     me = GraphClient(bases.graph, page.page_token).get("/me", {"fields": "name"})

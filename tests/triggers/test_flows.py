@@ -302,3 +302,68 @@ def test_sweeper_moves_on_a_run_that_missed_its_signal(account, graph, process):
     result = flows.flows_sweep(now=timezone.now())
     assert result["advanced"] == 1
     assert Delivery.objects.filter(trigger=trigger, payload={"text": "b"}).exists()
+
+
+# --- the follow gate and Meta's consent rule ---------------------------------------------------
+# User Profile API (https://developers.facebook.com/docs/messenger-platform/instagram/features/
+# user-profile): "User consent is required to access user profile" until the person messages
+# the account or taps a button; a comment alone gives none.
+def test_a_gate_on_a_comments_first_message_asks_first_and_looks_up_only_after_the_tap(
+    account, graph, process
+):
+    # Stored before the trigger file refused such gates: never looked up before consent.
+    flow_trigger(
+        account,
+        messages=[{"text": "Here it is: https://example.com/guide", "follow_gate": True}],
+        extra={"follow_gate": {"text": "Follow @{username}, then tap", "button": "I follow"}},
+    )
+    graph.get(f"{GRAPH}/{PERSON}", json={"id": PERSON, "is_user_follow_business": True})
+
+    process(comment(account))
+
+    run = FlowRun.objects.get()
+    (private,) = graph.messages()
+    assert private["recipient"] == {"comment_id": "4001"}
+    assert private["message"] == {
+        "text": f"Follow @{account.username}, then tap",
+        "quick_replies": [
+            {"content_type": "text", "title": "I follow", "payload": f"flow:{run.pk}:_recheck"}
+        ],
+    }
+    assert run.status == FlowStatus.WAITING_FOLLOW
+    assert not [c for c in graph.calls if c.request.method == "GET"]  # nobody looked up
+
+    process(tap(account, f"flow:{run.pk}:_recheck", title="I follow"))
+
+    lookups = [c for c in graph.calls if c.request.method == "GET"]
+    assert len(lookups) == 1 and "is_user_follow_business" in lookups[0].request.url
+    assert graph.messages()[-1]["message"] == {"text": "Here it is: https://example.com/guide"}
+    run.refresh_from_db()
+    assert run.status == FlowStatus.DONE
+
+
+def test_consent_required_is_never_taken_for_following(account, graph, process):
+    _gated(account)
+    graph.get(
+        f"{GRAPH}/{PERSON}",
+        status=400,
+        json={
+            "error": {
+                "message": "(#230) User consent is required to access user profile",
+                "type": "OAuthException",
+                "code": 230,
+            }
+        },
+    )
+    process(comment(account))
+    run = FlowRun.objects.get()
+    process(tap(account, f"flow:{run.pk}:link"))
+
+    ask = graph.messages()[-1]["message"]
+    assert ask["text"] == f"Follow @{account.username} first!"  # asked, not sent the link
+    run.refresh_from_db()
+    assert run.status == FlowStatus.WAITING_FOLLOW
+    assert "consent" in run.detail
+    # A consent refusal on a profile read never holds the account.
+    account.refresh_from_db()
+    assert account.status == "active"

@@ -347,8 +347,19 @@ BAD_ENTRIES = {
     "public_replies on a dm": (_set(event="dm"), "public_replies"),
     "non-numeric media id": (_set(media_ids=["17900000000000001", "abc"]), "media_ids"),
     "numeric media id as a number": (_set(media_ids=[17900000000000001]), "media_ids"),
-    "message text over 1000": (_set(messages=[{"text": "x" * 1001}]), "1000"),
+    "message text over 1000": (_set(messages=[{"text": "x" * 1001}]), "1,000 bytes"),
+    # Meta counts UTF-8 bytes: 500 emoji are 500 characters but 2,000 bytes.
+    "emoji text over 1000 bytes": (_set(messages=[{"text": "🎁" * 500}]), "1,000 over"),
     "message without text": (_set(messages=[{}]), "messages"),
+    # User Profile API: whether someone follows is known only after they message or tap.
+    "follow gate on a comment's private reply": (
+        _set(messages=[{"text": "Here it is", "follow_gate": True}]),
+        "follow_gate cannot be on the first message of a comment trigger",
+    ),
+    "button text over 640 characters": (
+        _set(messages=[{"text": "y" * 641, "buttons": [{"title": "Open", "url": "https://e.x"}]}]),
+        "640 characters",
+    ),
     "message not an object": (_set(messages=["hello"]), "messages"),
     "sends nothing": (_set(messages=[], public_replies=[]), "send"),
     "enabled not bool": (_set(enabled="yes"), "enabled"),
@@ -455,6 +466,25 @@ def test_one_bad_trigger_among_good_ones_writes_nothing(tmp_path, mutate, fragme
     message = str(excinfo.value)
     assert "\n" not in message
     assert fragment in message
+
+
+def test_a_follow_gate_after_a_tap_or_on_a_dm_trigger_is_accepted(tmp_path):
+    account = InstagramAccountFactory()
+    gated_step = trigger_entry(
+        account,
+        name="Gated step",
+        messages=[{"text": "Want it?", "quick_replies": [{"title": "Yes", "next": "link"}]}],
+        steps={"link": [{"text": "Here it is", "follow_gate": True}]},
+    )
+    gated_dm = trigger_entry(
+        account,
+        name="Gated DM",
+        event="dm",
+        public_replies=[],
+        messages=[{"text": "Here it is", "follow_gate": True}],
+    )
+    import_triggers(write_file(tmp_path, {"triggers": [gated_step, gated_dm]}))
+    assert Trigger.objects.count() == 2
 
 
 def test_duplicate_name_in_the_file_writes_nothing(tmp_path):

@@ -25,6 +25,21 @@ def account_status_html(account: InstagramAccount) -> str:
     return account.get_status_display()
 
 
+def webhook_subscription_html(account: InstagramAccount) -> str:
+    """What Meta listed when the subscription was last read back, in words."""
+    if account.webhook_checked_at is None:
+        return format_html("<span style='color:#666'>{}</span>", "not checked yet")
+    when = f"{account.webhook_checked_at:%Y-%m-%d %H:%M:%S} UTC"
+    if account.webhook_problem:
+        return format_html(
+            "<strong style='color:#ba2121'>{}</strong> (checked {})",
+            account.webhook_problem,
+            when,
+        )
+    fields = ", ".join(account.webhook_fields) or "(none)"
+    return format_html("Subscribed: {} (checked {})", fields, when)
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
     workspace_path = ""
@@ -78,12 +93,22 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "workspace",
         "ig_user_id",
         "login_kind",
+        "webhooks_display",
+        "last_webhook_at",
         "masked_token",
     ]
     list_filter = ["status", "login_kind", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["username", "ig_user_id", "page_id"]
-    readonly_fields = ["masked_token", "created_at", "updated_at"]
+    readonly_fields = [
+        "masked_token",
+        "webhooks_display",
+        "webhook_fields",
+        "webhook_checked_at",
+        "last_webhook_at",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["replay_disconnected"]
 
     @admin.display(description="Status", ordering="status")
@@ -93,6 +118,10 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
     @admin.display(description="Access token")
     def masked_token(self, obj: InstagramAccount) -> str:
         return obj.masked_token
+
+    @admin.display(description="Webhook subscription")
+    def webhooks_display(self, obj: InstagramAccount) -> str:
+        return webhook_subscription_html(obj)
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

@@ -674,7 +674,9 @@ def account_subscription_check(*, account: InstagramAccount) -> SubscriptionChec
     return check
 
 
-def account_subscribe(*, account: InstagramAccount, actor=None) -> tuple[bool, str]:
+def account_subscribe(
+    *, account: InstagramAccount, actor=None, actor_label: str = ""
+) -> tuple[bool, str]:
     """Subscribe the account to the app's webhooks, then read the subscription back (Meta's
     answer to the POST is not trusted alone); (ok, why not). Recorded either way."""
     base, node, fields = _subscription_target(account)
@@ -696,10 +698,22 @@ def account_subscribe(*, account: InstagramAccount, actor=None) -> tuple[bool, s
         ok, error = False, str(exc)
     if ok:
         listed = ", ".join(account.webhook_fields)
-        audit_record(action="subscribed", obj=account, actor=actor, note=f"Fields: {listed}")
+        audit_record(
+            action="subscribed",
+            obj=account,
+            actor=actor,
+            actor_label=actor_label,
+            note=f"Fields: {listed}",
+        )
     else:
         logger.warning("Webhook subscription of %s failed: %s", account, error)
-        audit_record(action="subscribe_failed", obj=account, actor=actor, note=error)
+        audit_record(
+            action="subscribe_failed",
+            obj=account,
+            actor=actor,
+            actor_label=actor_label,
+            note=error,
+        )
     return ok, error
 
 

@@ -557,6 +557,14 @@ def test_subscription_failure_keeps_the_account_and_can_be_retried(
     assert again.status_code == 302
     assert set(control.subscriptions()[PAGE_ID]) == set(oauth.PAGE_WEBHOOK_FIELDS)
     assert AuditEntry.objects.filter(action="subscribed").exists()
+    # What Meta lists, read back after the POST, and when: on the page and in the admin.
+    shown = admin_client.get(response["Location"]).content.decode()
+    assert "What Meta lists" in shown and "<td>feed</td>" in shown
+    assert "none has arrived yet" in shown
+    change = admin_client.get(
+        reverse("admin:accounts_instagramaccount_change", args=[account.pk])
+    ).content.decode()
+    assert "Subscribed: feed (checked " in change
 
 
 # --- who may connect -----------------------------------------------------------------------------

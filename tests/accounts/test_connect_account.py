@@ -199,3 +199,50 @@ def test_a_username_too_long_for_the_database_is_an_error():
         connect(username="a" * 65)
 
     assert not InstagramAccount.objects.exists()
+
+
+def _subscribe(**overrides) -> str:
+    options = {
+        "workspace": "Acme",
+        "ig_user_id": IG_USER_ID,
+        "username": "acme.studio",
+        "access_token": TOKEN,
+        "page_id": PAGE_ID,
+    }
+    options.update(overrides)
+    args = ["--subscribe"]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", value]
+    stdout = io.StringIO()
+    call_command("connect_account", *args, stdout=stdout, stderr=io.StringIO())
+    return stdout.getvalue()
+
+
+def test_subscribe_installs_the_app_on_the_page_and_reads_it_back(settings, standin):
+    # Facebook Login: Page subscriptions take a Page field (Page subscribed_apps reference:
+    # https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps).
+    settings.META_GRAPH_URL = f"{standin.url}/v24.0"
+    control = standin.control()
+    control.reset()
+
+    output = _subscribe()
+
+    assert "Subscribed to webhooks; Meta lists: feed." in output
+    assert control.subscriptions() == {PAGE_ID: ["feed"]}
+    account = InstagramAccount.objects.get()
+    assert account.webhook_fields == ["feed"] and account.webhook_problem == ""
+
+
+def test_a_refused_subscription_keeps_the_connection_and_says_why(settings, standin):
+    settings.META_GRAPH_URL = f"{standin.url}/v24.0"
+    control = standin.control()
+    control.reset()
+    control.add_fault(
+        "subscribed_apps", status=400, error={"code": 200, "message": "(#200) Permissions error"}
+    )
+
+    with pytest.raises(CommandError, match="is connected, but its webhook subscription failed"):
+        _subscribe()
+
+    account = InstagramAccount.objects.get()
+    assert "Permissions error" in account.webhook_problem

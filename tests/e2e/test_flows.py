@@ -67,7 +67,9 @@ def test_quick_reply_tap_opens_the_window_and_the_gated_link_follows(
     quick = private["body"]["message"]["quick_replies"][0]
     assert quick["payload"] == f"flow:{run.pk}:link"
 
-    # The person taps "Send me the link": not following yet, so they are asked to follow.
+    # The person taps "Send me the link": Meta now has their consent (a tap), so the profile
+    # can be read (User Profile API); not following yet, so they are asked to follow.
+    standin_control.record_consent(PERSON)
     tap = samples.quick_reply_body(
         account_id=account.ig_user_id,
         sender_id=PERSON,

@@ -428,3 +428,30 @@ def test_broker_down_keeps_the_event(monkeypatch, django_capture_on_commit_callb
         event = _store(comment_body(account_id="1", text="x"))
     event.refresh_from_db()
     assert event.state == EventState.PENDING
+
+
+def test_an_accounts_last_webhook_is_noted_to_the_minute(django_capture_on_commit_callbacks):
+    account = InstagramAccountFactory()
+    first = _process(
+        comment_body(account_id=account.ig_user_id, text="hi", comment_id="8801"),
+        django_capture_on_commit_callbacks,
+    )
+    account.refresh_from_db()
+    assert account.last_webhook_at == first.received_at
+
+    # Within the minute nothing is written (most events cost no extra write).
+    _process(
+        comment_body(account_id=account.ig_user_id, text="hi again", comment_id="8802"),
+        django_capture_on_commit_callbacks,
+    )
+    account.refresh_from_db()
+    assert account.last_webhook_at == first.received_at
+
+    later = timezone.now() - timedelta(minutes=5)
+    type(account).objects.filter(pk=account.pk).update(last_webhook_at=later)
+    third = _process(
+        comment_body(account_id=account.ig_user_id, text="hi later", comment_id="8803"),
+        django_capture_on_commit_callbacks,
+    )
+    account.refresh_from_db()
+    assert account.last_webhook_at == third.received_at

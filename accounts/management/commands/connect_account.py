@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.connecting import account_subscribe
 from accounts.models import LoginKind
 from accounts.services import AccountError, account_connect
 
@@ -21,6 +22,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--login", default=LoginKind.FACEBOOK, choices=LoginKind.values, help="Login kind."
         )
+        parser.add_argument(
+            "--subscribe",
+            action="store_true",
+            help=(
+                "Also subscribe the account to the app's webhooks (the Page with a Page field "
+                "for Facebook Login, the Instagram fields for Instagram Login) and read the "
+                "subscription back from Meta."
+            ),
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -39,3 +49,12 @@ class Command(BaseCommand):
             f"{verb} @{account.username} ({account.ig_user_id}) in workspace "
             f"{account.workspace.name!r}, token {account.masked_token}."
         )
+        if options["subscribe"]:
+            ok, error = account_subscribe(account=account, actor_label="connect_account")
+            if not ok:
+                raise CommandError(
+                    f"@{account.username} is connected, but its webhook subscription failed: "
+                    f"{error} Run again with --subscribe, or use the admin's Subscribe again."
+                )
+            fields = ", ".join(account.webhook_fields)
+            self.stdout.write(f"Subscribed to webhooks; Meta lists: {fields}.")

@@ -637,10 +637,13 @@ def _subscription_target(account: InstagramAccount) -> tuple[str, str, tuple[str
 def subscription_problem(account: InstagramAccount, fields: tuple[str, ...] | None) -> str:
     """Why the listed subscription would not deliver the product's webhooks ("" = it will)."""
     if fields is None:
-        where = f"the Page {account.page_id}" if account.page_id else f"{account}"
+        if account.login_kind == LoginKind.FACEBOOK:
+            return (
+                f"Meta does not list this app on the Page {account.page_id}: webhooks will not "
+                "arrive. Subscribe again (it needs pages_manage_metadata)."
+            )
         return (
-            f"Meta does not list this app on {where}: webhooks will not arrive. Subscribe again "
-            "(it needs pages_manage_metadata with Facebook Login)."
+            f"Meta does not list this app on {account}: webhooks will not arrive. Subscribe again."
         )
     if account.login_kind == LoginKind.FACEBOOK:
         if not fields:

@@ -532,6 +532,22 @@ def test_declined_messaging_permission_connects_but_needs_reconnect(
     )
 
 
+def test_declined_pages_messaging_is_needed_and_named(admin_client, workspace, control):
+    # Without pages_messaging Meta refuses every message from the Page token with code 230
+    # (https://developers.facebook.com/docs/messenger-platform/error-codes): it is needed.
+    granted = [s for s in oauth.FACEBOOK_LOGIN_SCOPES if s != "pages_messaging"]
+    control.define_person(**{**PERSON, "scopes": granted})
+
+    page = to_choices(admin_client, "facebook", workspace)
+    assert "Meta did not grant pages_messaging" in page.content.decode()
+    choose(admin_client, page, PAGE_ID)
+
+    account = InstagramAccount.objects.get()
+    assert account.status == AccountStatus.NEEDS_RECONNECT
+    assert account.reconnect_reason == "permission_missing"
+    assert "pages_messaging (to message people from the Page" in account.status_reason
+
+
 def test_subscription_failure_keeps_the_account_and_can_be_retried(
     admin_client, workspace, control
 ):

@@ -237,6 +237,10 @@ def test_live_comment_gets_a_private_reply_only_when_the_trigger_takes_live(
     assert process(body).state == EventState.NO_MATCH
     trigger.extra = {"include_live": True}
     trigger.save()
+    # The broadcast is on: Meta's live_media lists it (a reply goes only while live).
+    graph.get(
+        f"{GRAPH}/{account.ig_user_id}/live_media", json={"data": [{"id": "18050310947722369"}]}
+    )
     body = samples.live_comment_body(account_id=account.ig_user_id, text="guide", comment_id="3002")
     process(body)
     assert graph.sent() == [
@@ -245,6 +249,9 @@ def test_live_comment_gets_a_private_reply_only_when_the_trigger_takes_live(
             "message": {"text": "Here is the guide: https://example.com"},
         }
     ]
+    reply = Delivery.objects.get(comment_id="3002")
+    # Its own budget lane (100/s while live), not the hourly budget of posts.
+    assert (reply.live_media_id, reply.pace_lane) == ("18050310947722369", "live_private_reply")
 
 
 @pytest.mark.parametrize("published_after_arming", [True, False])

@@ -315,14 +315,19 @@ def _missing_detail(login_kind: str, scopes: tuple[str, ...]) -> str:
     return "the token no longer grants " + ", ".join(parts)
 
 
-def _check_facebook(account: InstagramAccount, token: str) -> _Finding:
-    info = oauth.debug_token(
+def facebook_token_info(token: str) -> oauth.TokenInfo:
+    """``debug_token`` for a Facebook-Login token, asked with this app's credentials."""
+    return oauth.debug_token(
         settings.META_GRAPH_URL,
         settings.META_APP_ID,
         settings.META_APP_SECRET,
         token,
         timeout=settings.META_HTTP_TIMEOUT,
     )
+
+
+def _check_facebook(account: InstagramAccount, token: str) -> _Finding:
+    info = facebook_token_info(token)
     if not info.is_valid:
         detail = info.error_message or "debug_token says the token is not valid"
         if info.error_code:

@@ -39,6 +39,7 @@ app-scoped id; ``/me``'s ``user_id`` is the professional account id that webhook
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -654,6 +655,17 @@ def instagram_me(
 
 
 # --- webhooks -------------------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """A local address: the one place a plain-HTTP callback makes sense (a local stand-in);
+    Meta itself calls only HTTPS callbacks with a valid certificate."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _succeeded(body: Mapping[str, Any]) -> bool:
     # Meta answers {"success": true}, and on some edges {"success": "true"}.
     return body.get("success") in (True, "true")

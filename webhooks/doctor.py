@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from accounts import connecting, crypto
+from accounts import connecting, crypto, tokens
 from accounts.models import AccountStatus, InstagramAccount, LoginKind
 from messaging.models import Delivery, DeliveryStatus
 from meta import oauth
@@ -72,13 +72,7 @@ def _token_finding(account: InstagramAccount, subject: str) -> Finding:
     try:
         token = account.access_token
         if account.login_kind == LoginKind.FACEBOOK:
-            info = oauth.debug_token(
-                settings.META_GRAPH_URL,
-                settings.META_APP_ID,
-                settings.META_APP_SECRET,
-                token,
-                timeout=settings.META_HTTP_TIMEOUT,
-            )
+            info = tokens.facebook_token_info(token)
             if not info.is_valid:
                 why = info.error_message or "Meta says the token is not valid"
                 return Finding(subject, "token and permissions", False, why, reconnect)

@@ -8,7 +8,6 @@ level with the app access token ``META_APP_ID|META_APP_SECRET`` on ``/{app-id}/s
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -46,21 +45,12 @@ def _credentials() -> tuple[str, str]:
     return settings.META_APP_ID, settings.META_APP_SECRET
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def callback_url_problem(url: str) -> str:
     """Why Meta would refuse this callback URL, or ""."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not a URL: give https://<your host>{WEBHOOK_PATH}"
-    if parts.scheme != "https" and not _loopback(parts.hostname):
+    if parts.scheme != "https" and not oauth.is_loopback(parts.hostname):
         return (
             f"Meta calls only HTTPS callbacks with a valid certificate: use "
             f"https://{parts.netloc}{parts.path}"

@@ -192,16 +192,6 @@ def _decode_json_param(value: Any) -> Any:
     return value
 
 
-def _split_fields(value: Any) -> list[str]:
-    if isinstance(value, list):
-        items = [str(v) for v in value]
-    elif isinstance(value, str):
-        items = value.split(",")
-    else:
-        return []
-    return [f.strip() for f in items if f.strip()]
-
-
 def extract_token(headers: Mapping[str, str], params: Mapping[str, Any]) -> str | None:
     auth = headers.get("Authorization") or ""
     scheme, _, value = auth.strip().partition(" ")
@@ -549,7 +539,7 @@ def _account_view(account: dict[str, Any], fields: list[str]) -> dict[str, Any]:
 
 def _me(state: State, call: Call) -> dict[str, Any]:
     assert call.account is not None  # check_token ran
-    return _account_view(call.account, _split_fields(call.params.get("fields")))
+    return _account_view(call.account, subscriptions.split_fields(call.params.get("fields")))
 
 
 def default_profile(igsid: str) -> dict[str, Any]:
@@ -567,7 +557,7 @@ def default_profile(igsid: str) -> dict[str, Any]:
 
 def _profile(state: State, call: Call) -> dict[str, Any]:
     igsid = call.node or ""
-    fields = _split_fields(call.params.get("fields"))
+    fields = subscriptions.split_fields(call.params.get("fields"))
     # Reading a connected account's own id answers with that account.
     for account in state.accounts.values():
         if igsid in (str(account.get("id")), str(account.get("user_id"))):
@@ -638,13 +628,11 @@ def _subscribed_apps(state: State, call: Call) -> dict[str, Any]:
     if call.method == "DELETE":
         state.subscriptions.pop(key, None)
         return {"success": True}
-    fields = _split_fields(call.params.get("subscribed_fields"))
+    fields = subscriptions.split_fields(call.params.get("subscribed_fields"))
     if not fields:
         raise invalid_param("(#100) The parameter subscribed_fields is required")
-    if on_page:
-        subscriptions.check_page_fields(fields)
-    else:
-        subscriptions.check_instagram_fields(fields)
+    allowed = subscriptions.PAGE_FIELDS if on_page else subscriptions.INSTAGRAM_FIELDS
+    subscriptions.check_fields(fields, allowed)
     state.subscriptions[key] = fields
     return {"success": True}
 

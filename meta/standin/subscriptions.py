@@ -16,7 +16,6 @@ https://developers.facebook.com/docs/graph-api/webhooks/getting-started#verifica
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import time
 from collections.abc import Mapping
@@ -25,26 +24,26 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from meta import oauth
+
 from .errors import GraphError, from_fault, invalid_param
 from .state import APP_SUBSCRIPTIONS, State, mask_secrets, mask_token
 
 # The Instagram object's fields (object "instagram") [doc: Instagram webhooks reference].
-INSTAGRAM_FIELDS = frozenset(
-    {
-        "comments",
-        "live_comments",
-        "mentions",
-        "message_edit",
-        "message_reactions",
-        "messages",
-        "messaging_handover",
-        "messaging_optins",
-        "messaging_postbacks",
-        "messaging_referral",
-        "messaging_seen",
-        "standby",
-        "story_insights",
-    }
+INSTAGRAM_FIELDS = (
+    "comments",
+    "live_comments",
+    "mentions",
+    "message_edit",
+    "message_reactions",
+    "messages",
+    "messaging_handover",
+    "messaging_optins",
+    "messaging_postbacks",
+    "messaging_referral",
+    "messaging_seen",
+    "standby",
+    "story_insights",
 )
 # Page fields (object "page") as Meta's error message lists them [seen]; the order is Meta's.
 PAGE_FIELDS = (
@@ -79,10 +78,7 @@ PAGE_FIELDS = (
     "live_videos",
     "ratings",
 )
-OBJECT_FIELDS: dict[str, frozenset[str]] = {
-    "instagram": INSTAGRAM_FIELDS,
-    "page": frozenset(PAGE_FIELDS),
-}
+OBJECT_FIELDS: dict[str, tuple[str, ...]] = {"instagram": INSTAGRAM_FIELDS, "page": PAGE_FIELDS}
 APP_TOKEN_REQUIRED = "(#15) This method must be called with an app access_token."  # noqa: S105
 VERIFY_TIMEOUT_SECONDS = 5.0
 VERSION = "v24.0"
@@ -99,23 +95,16 @@ def split_fields(value: Any) -> list[str]:
 
 
 # --- per account: /{node}/subscribed_apps --------------------------------------------------------
-def check_page_fields(fields: list[str]) -> None:
-    """A Page takes Page fields only: Instagram names there are Meta's error 100."""
-    allowed = set(PAGE_FIELDS)
+def check_fields(
+    fields: list[str], allowed: tuple[str, ...], param: str = "subscribed_fields"
+) -> None:
+    """Meta's error 100 for the first field the object does not have (a Page takes Page fields
+    only: Instagram names there are refused, and the other way round)."""
     for index, name in enumerate(fields):
         if name not in allowed:
             raise invalid_param(
-                f"(#100) Param subscribed_fields[{index}] must be one of "
-                f'{{{", ".join(PAGE_FIELDS)}}} - got "{name}"'
-            )
-
-
-def check_instagram_fields(fields: list[str]) -> None:
-    for index, name in enumerate(fields):
-        if name not in INSTAGRAM_FIELDS:
-            raise invalid_param(
-                f"(#100) Param subscribed_fields[{index}] must be one of "
-                f'{{{", ".join(sorted(INSTAGRAM_FIELDS))}}} - got "{name}"'
+                f"(#100) Param {param}[{index}] must be one of {{{', '.join(allowed)}}} "
+                f'- got "{name}"'
             )
 
 
@@ -141,15 +130,6 @@ def _app_for_token(state: State, app_id: str, token: str | None):
     return app
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _callback_url(params: Mapping[str, Any]) -> str:
     url = params.get("callback_url")
     if not isinstance(url, str) or not url.strip():
@@ -157,7 +137,9 @@ def _callback_url(params: Mapping[str, Any]) -> str:
     parts = urlsplit(url.strip())
     # Meta requires HTTPS with a valid certificate [doc]; the stand-in lets a loopback HTTP
     # callback through so the product can be tried locally against it.
-    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname or "")):
+    if parts.scheme != "https" and not (
+        parts.scheme == "http" and oauth.is_loopback(parts.hostname or "")
+    ):
         raise invalid_param("(#100) Param callback_url must be a valid https URL")
     return url.strip()
 
@@ -172,13 +154,7 @@ def _validated(params: Mapping[str, Any]) -> tuple[str, list[str], str, str]:
     fields = split_fields(params.get("fields"))
     if not fields:
         raise invalid_param("(#100) The parameter fields is required")
-    allowed = OBJECT_FIELDS[object_type]
-    for index, name in enumerate(fields):
-        if name not in allowed:
-            raise invalid_param(
-                f"(#100) Param fields[{index}] must be one of "
-                f'{{{", ".join(sorted(allowed))}}} - got "{name}"'
-            )
+    check_fields(fields, OBJECT_FIELDS[object_type], "fields")
     callback = _callback_url(params)
     verify_token = params.get("verify_token")
     if not isinstance(verify_token, str) or not verify_token:

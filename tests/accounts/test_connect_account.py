@@ -16,7 +16,7 @@ IG_USER_ID = "17841400000000001"
 PAGE_ID = "100000000000001"
 
 
-def connect(**overrides) -> str:
+def connect(*flags: str, **overrides) -> str:
     options = {
         "workspace": "Acme",
         "ig_user_id": IG_USER_ID,
@@ -25,7 +25,7 @@ def connect(**overrides) -> str:
         "page_id": PAGE_ID,
     }
     options.update(overrides)
-    args = []
+    args = list(flags)
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", value]
     stdout = io.StringIO()
@@ -201,23 +201,6 @@ def test_a_username_too_long_for_the_database_is_an_error():
     assert not InstagramAccount.objects.exists()
 
 
-def _subscribe(**overrides) -> str:
-    options = {
-        "workspace": "Acme",
-        "ig_user_id": IG_USER_ID,
-        "username": "acme.studio",
-        "access_token": TOKEN,
-        "page_id": PAGE_ID,
-    }
-    options.update(overrides)
-    args = ["--subscribe"]
-    for name, value in options.items():
-        args += [f"--{name.replace('_', '-')}", value]
-    stdout = io.StringIO()
-    call_command("connect_account", *args, stdout=stdout, stderr=io.StringIO())
-    return stdout.getvalue()
-
-
 def test_subscribe_installs_the_app_on_the_page_and_reads_it_back(settings, standin):
     # Facebook Login: Page subscriptions take a Page field (Page subscribed_apps reference:
     # https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps).
@@ -225,7 +208,7 @@ def test_subscribe_installs_the_app_on_the_page_and_reads_it_back(settings, stan
     control = standin.control()
     control.reset()
 
-    output = _subscribe()
+    output = connect("--subscribe")
 
     assert "Subscribed to webhooks; Meta lists: feed." in output
     assert control.subscriptions() == {PAGE_ID: ["feed"]}
@@ -242,7 +225,7 @@ def test_a_refused_subscription_keeps_the_connection_and_says_why(settings, stan
     )
 
     with pytest.raises(CommandError, match="is connected, but its webhook subscription failed"):
-        _subscribe()
+        connect("--subscribe")
 
     account = InstagramAccount.objects.get()
     assert "Permissions error" in account.webhook_problem

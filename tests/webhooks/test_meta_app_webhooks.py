@@ -16,14 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def control(standin):
-    ctl = standin.control()
-    ctl.reset()
-    yield ctl
-    ctl.close()
-
-
-@pytest.fixture
 def meta_at_standin(settings, standin):
     settings.META_GRAPH_URL = f"{standin.url}/v24.0"
     settings.META_APP_ID, settings.META_APP_SECRET = "demo-app-id", "demo-app-secret"

@@ -19,14 +19,6 @@ TOKEN = "EAA-doctor-page-token"
 
 
 @pytest.fixture
-def control(standin):
-    ctl = standin.control()
-    ctl.reset()
-    yield ctl
-    ctl.close()
-
-
-@pytest.fixture
 def meta(settings, standin, live_server):
     settings.META_GRAPH_URL = f"{standin.url}/v24.0"
     settings.META_INSTAGRAM_GRAPH_URL = f"{standin.url}/ig/v24.0"

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import LoginKind
 from accounts.services import account_connect
+from meta import oauth
 from triggers.triggerfile import parse_trigger_file, triggers_import
 
 DEMO_WORKSPACE = "Demo agency"
@@ -85,7 +86,8 @@ class Command(BaseCommand):
             access_token="demo-page-access-token",  # noqa: S106 - the stand-in accepts any token
             page_id=DEMO_PAGE_ID,
             login_kind=LoginKind.FACEBOOK,
-            scopes=["instagram_basic", "instagram_manage_comments", "instagram_manage_messages"],
+            # Everything Facebook Login asks for, as a real connection would grant.
+            scopes=list(oauth.FACEBOOK_LOGIN_SCOPES),
         )
         summary = triggers_import(parse_trigger_file(DEMO_TRIGGERS), actor_label="load_demo")
         self.stdout.write(

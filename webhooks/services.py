@@ -25,7 +25,8 @@ from meta.payloads import (
     parse_webhook,
 )
 from triggers import services as trigger_services
-from webhooks.models import EventState, WebhookEvent
+from webhooks.models import EventState, WebhookEvent, WebhookEventPart
+from webhooks.selectors import split_body
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,48 @@ def _link_accounts(event: WebhookEvent) -> None:
         event.accounts.add(*accounts_for_instagram_ids(ids))
 
 
+def _store_parts(event: WebhookEvent) -> int:
+    """One part per account the body names: its entries and their results (selectors). The
+    accounts are linked too (intake's ``account_ids`` keeps only the first 50)."""
+    event.parts.all().delete()  # processed again: the parts follow the new result
+    obj, groups, _ = split_body(event.raw_body, list(event.result or []))
+    ids = [group.instagram_id for group in groups if group.instagram_id]
+    accounts = accounts_for_instagram_ids(ids) if ids else []
+    by_id = {i: a for a in accounts for i in (a.ig_user_id, a.ig_alt_id) if i}
+    if accounts:
+        event.accounts.add(*accounts)
+    created = WebhookEventPart.objects.bulk_create(
+        WebhookEventPart(
+            event=event,
+            instagram_id=group.instagram_id,
+            account=by_id.get(group.instagram_id) if group.instagram_id else None,
+            body=json.dumps({"object": obj, "entry": group.entries}, ensure_ascii=False),
+            result=group.result,
+        )
+        for group in groups
+    )
+    return len(created)
+
+
+def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[int | None, int]:
+    """Store the per-account parts of events processed before parts existed, one batch of
+    events after ``after_pk``. Returns (the batch's last id, or None when there are no more
+    events; how many it split). ``split_webhook_events`` runs it to the end."""
+    batch = list(
+        WebhookEvent.objects.filter(pk__gt=after_pk)
+        .exclude(state__in=[EventState.PENDING, EventState.REJECTED])
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    if not batch:
+        return None, 0
+    split = 0
+    for event in WebhookEvent.objects.filter(pk__in=batch, parts__isnull=True).order_by("pk"):
+        with transaction.atomic():
+            split += bool(_store_parts(event))
+    return batch[-1], split
+
+
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
     WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
@@ -241,15 +284,22 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
             event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
             if event is None or event.state != EventState.PENDING:
                 return event
+            body = json.loads(event.raw_body)
             try:
-                items = parse_webhook(json.loads(event.raw_body))
+                items = parse_webhook(body)
             except PayloadError as exc:
                 event.state, event.error = EventState.FAILED, f"Unreadable payload: {exc}"
+                items = None
             else:
-                event.result = [_handle(item, event) for item in items]
+                # Each result names its update's account: the part of the event it belongs to.
+                event.result = [
+                    {**_handle(item, event), "account": item.account_id} for item in items
+                ]
                 event.state = _overall_state(event.result)
                 event.error = ""
             _link_accounts(event)
+            if items is not None:
+                _store_parts(event)
             event.processed_at = timezone.now()
             event.save(update_fields=["state", "error", "result", "processed_at"])
             return event

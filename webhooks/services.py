@@ -33,11 +33,17 @@ logger = logging.getLogger(__name__)
 # After this many crashed processing attempts an event is marked failed instead of retried.
 MAX_PROCESSING_ATTEMPTS = 5
 MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
+# The outcome of an update whose processing raised (its savepoint rolled back).
+FAILED_OUTCOME = "failed"
 HOT_ACCOUNT_WINDOW_SECONDS = 10
 
 
 class InvalidWebhookBody(ValueError):
     """The body is not a JSON object."""
+
+
+class UpdatesFailed(RuntimeError):
+    """Every update of an event failed: the event is retried as after a crash."""
 
 
 @dataclass(frozen=True)
@@ -215,8 +221,40 @@ def _handle(item, event: WebhookEvent) -> dict:
     return {"type": type(item).__name__, "outcome": "ignored"}
 
 
+def _kind_of(item) -> str:
+    if isinstance(item, CommentEvent):
+        return "comment"
+    if isinstance(item, MessagingEvent):
+        return str(item.kind)
+    if isinstance(item, MentionEvent):
+        return "mention"
+    return getattr(item, "field", "") or "unknown"
+
+
+def _handle_in_savepoint(item, event: WebhookEvent) -> dict:
+    """One update, in its own savepoint: a failure (a malformed trigger, a bug) undoes only
+    this update's writes and is recorded on its result, so the other updates of a batched
+    event (often other workspaces' accounts) are still answered."""
+    try:
+        with transaction.atomic():
+            outcome = _handle(item, event)
+    except Exception as exc:
+        logger.exception(
+            "Webhook event %s: an update for account %s failed", event.pk, item.account_id
+        )
+        outcome = {
+            "type": _kind_of(item),
+            "outcome": FAILED_OUTCOME,
+            "why": f"Processing failed ({type(exc).__name__}: {exc})"[:500],
+        }
+    # Each result names its update's account: the part of the event it belongs to.
+    return {**outcome, "account": item.account_id}
+
+
 def _overall_state(results: list[dict]) -> str:
     outcomes = {result["outcome"] for result in results}
+    if FAILED_OUTCOME in outcomes:
+        return EventState.FAILED
     if outcomes & {"matched", "cooled_down"}:
         return EventState.PROCESSED
     if "no_match" in outcomes:
@@ -291,12 +329,19 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
                 event.state, event.error = EventState.FAILED, f"Unreadable payload: {exc}"
                 items = None
             else:
-                # Each result names its update's account: the part of the event it belongs to.
-                event.result = [
-                    {**_handle(item, event), "account": item.account_id} for item in items
-                ]
+                event.result = [_handle_in_savepoint(item, event) for item in items]
                 event.state = _overall_state(event.result)
-                event.error = ""
+                failed = sum(result["outcome"] == FAILED_OUTCOME for result in event.result)
+                if failed and failed == len(items):
+                    # Nothing went through: a crash, retried like one (rolled back, pending).
+                    raise UpdatesFailed(event.result[0]["why"])
+                event.error = (
+                    f"{failed} of {len(items)} update(s) could not be processed; each says why "
+                    "in the result. Fix the cause, then process the event again (what was "
+                    "already answered is not sent twice)."
+                    if failed
+                    else ""
+                )
             _link_accounts(event)
             if items is not None:
                 _store_parts(event)

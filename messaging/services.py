@@ -140,8 +140,31 @@ def contact_follows_account(*, account: InstagramAccount, igsid: str) -> bool | 
     return value if isinstance(value, bool) else None
 
 
+# A Graph read waits at most this long for a use of the account's budget, else it is skipped.
+READ_BUDGET_WAIT_SECONDS = 1.0
+
+
+def _take_read_budget(account: InstagramAccount) -> bool:
+    """One use of the account's business use case budget for a Graph read (media reads count
+    against the same quota as public comment replies, meta-api.md section 5)."""
+    budgets = budgets_for(account, DeliveryKind.PUBLIC_REPLY)
+    wait = shared_state().try_acquire(budgets)
+    if 0 < wait <= READ_BUDGET_WAIT_SECONDS:
+        time.sleep(wait + SLOT_MARGIN_SECONDS)
+        wait = shared_state().try_acquire(budgets)
+    return wait <= 0
+
+
 def media_published_at(*, account: InstagramAccount, media_id: str) -> datetime | None:
-    """When a post was published (Meta's media ``timestamp``), None if Meta cannot say."""
+    """When a post was published (Meta's media ``timestamp``), None if Meta cannot say or the
+    account's budget has no room now. A network call: never inside a transaction."""
+    if not _take_read_budget(account):
+        logger.warning(
+            "Publish time of media %s on @%s not read: the account's budget is spent",
+            media_id,
+            account.username,
+        )
+        return None
     result = graph.client_for(account).get(f"/{media_id}", {"fields": "timestamp"})
     raw = result.data.get("timestamp") if result.ok and isinstance(result.data, dict) else None
     if not isinstance(raw, str):

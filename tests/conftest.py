@@ -5,6 +5,7 @@ from django.conf import settings
 from config.celery import app as celery_app
 from meta.samples import signed
 from meta.standin import StandIn
+from tests.network_guard import no_network_in_transactions  # noqa: F401 (a fixture)
 
 GRAPH = "https://graph.test/v24.0"
 INSTAGRAM_GRAPH = "https://graph-ig.test/v24.0"

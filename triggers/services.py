@@ -12,6 +12,7 @@ import random
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
 from messaging import services as messaging_services
@@ -20,6 +21,7 @@ from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
 from triggers import flows
 from triggers.models import (
     FiresOn,
+    MediaPublishTime,
     Trigger,
     TriggerEvent,
     TriggerFiring,
@@ -193,12 +195,49 @@ def _single_message(
 # -- comments -----------------------------------------------------------------------------------
 
 
+# A post whose publish time Meta could not give is asked again after this long.
+MEDIA_TIME_RETRY = timedelta(minutes=10)
+
+
+def _waiting_for_next_post(account: InstagramAccount) -> list[Trigger]:
+    return [t for t in next_post_triggers(account=account) if not t.media_ids]
+
+
+def comment_prepare(*, account: InstagramAccount, comment: CommentEvent) -> None:
+    """What answering the comment needs from Meta, fetched before the event's transaction
+    (never while its row lock is held): the publish time of its post when a "next post"
+    trigger waits. Read once per post (kept in MediaPublishTime) and counted against the
+    account's budget (messaging.services.media_published_at)."""
+    if comment.is_reply or not comment.media_id or not _waiting_for_next_post(account):
+        return
+    known = MediaPublishTime.objects.filter(account=account, media_id=comment.media_id).first()
+    now = timezone.now()
+    if known is not None and (
+        known.published_at is not None or known.checked_at > now - MEDIA_TIME_RETRY
+    ):
+        return
+    published = messaging_services.media_published_at(account=account, media_id=comment.media_id)
+    MediaPublishTime.objects.update_or_create(
+        account=account,
+        media_id=comment.media_id,
+        defaults={"published_at": published, "checked_at": now},
+    )
+
+
 def _bind_next_post(account: InstagramAccount, comment: CommentEvent) -> list[str]:
-    """Point "next post" triggers at this post if it was published after they were armed."""
-    waiting = [t for t in next_post_triggers(account=account) if not t.media_ids]
+    """Point "next post" triggers at this post if it was published after they were armed.
+
+    The publish time comes from comment_prepare's record: no call to Meta here (this runs
+    inside the event's transaction). Unknown: nothing is bound, a later comment tries again.
+    """
+    waiting = _waiting_for_next_post(account)
     if not waiting or not comment.media_id:
         return []
-    published = messaging_services.media_published_at(account=account, media_id=comment.media_id)
+    published = (
+        MediaPublishTime.objects.filter(account=account, media_id=comment.media_id)
+        .values_list("published_at", flat=True)
+        .first()
+    )
     if published is None:
         return []
     bound = []

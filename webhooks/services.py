@@ -311,11 +311,41 @@ def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[i
     return batch[-1], split
 
 
+def _prepare(event_id: int) -> None:
+    """What processing will need from Meta, fetched first, outside any transaction: nothing
+    calls Meta while the event's row lock is held (triggers.services.comment_prepare)."""
+    raw_body = (
+        WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
+        .values_list("raw_body", flat=True)
+        .first()
+    )
+    if raw_body is None:
+        return
+    try:
+        items = parse_webhook(json.loads(raw_body))
+    except (PayloadError, ValueError):
+        return  # processing records why
+    accounts: dict[str, object] = {}
+    for item in items:
+        if not isinstance(item, CommentEvent):
+            continue
+        try:
+            if item.account_id not in accounts:
+                accounts[item.account_id] = account_for_instagram_id(item.account_id)
+            account = accounts[item.account_id]
+            if account is not None:
+                trigger_services.comment_prepare(account=account, comment=item)
+        except Exception:
+            # Best effort: without it a "next post" trigger waits for a later comment.
+            logger.exception("Preparing comment %s of event %s failed", item.comment_id, event_id)
+
+
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
     WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
         processing_attempts=F("processing_attempts") + 1
     )
+    _prepare(event_id)
     try:
         with transaction.atomic():
             # The row lock makes a second worker wait, then see the event is no longer pending.

@@ -336,6 +336,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "triggers.sweep_flows",
         "schedule": SWEEP_INTERVAL_SECONDS,
     },
+    # Expired pending connections; data deletions whose task was lost.
+    "sweep-accounts": {
+        "task": "accounts.sweep",
+        "schedule": 60.0,
+    },
     # Wall-clock schedules, not intervals: an interval restarts with beat, and a beat
     # restarted more often than daily would never run a daily job (docs/tokens.md).
     "refresh-tokens": {

@@ -155,7 +155,11 @@ class FlowRun(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["contact", "status", "updated_at"], name="flow_run_contact_status")
+            models.Index(
+                fields=["contact", "status", "updated_at"], name="flow_run_contact_status"
+            ),
+            # The flow sweeper: runs in a state, oldest first.
+            models.Index(fields=["status", "updated_at"], name="flow_run_status_updated"),
         ]
         ordering = ["-started_at"]
 

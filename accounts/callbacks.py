@@ -62,6 +62,8 @@ SOURCE_DEAUTHORIZE, SOURCE_DATA_DELETION = "deauthorize", "data_deletion"
 STATUS_COMPLETED = "completed"
 REPEAT_WINDOW = timedelta(days=1)
 MAX_USER_ID_LENGTH = 64
+# A callback's signed_request must have been issued this recently (Meta calls at once).
+SIGNED_REQUEST_MAX_AGE_SECONDS = 300
 # Marks a redacted webhook event (its error field starts with it; replay skips those).
 REDACTED_PREFIX = "Redacted"
 # Audit entries keep what changed on an account; these values identify the person.
@@ -73,10 +75,14 @@ class CallbackError(ValueError):
 
 
 def callback_user_id(signed_request: str) -> str:
-    """Verify Meta's ``signed_request`` (either app secret) and return the person it names."""
+    """Verify Meta's ``signed_request`` (either app secret, issued in the last few minutes) and
+    return the person it names. A captured deauthorize replayed later, after the person
+    reconnected, would otherwise wipe the new token."""
     secrets_ = [settings.META_APP_SECRET, settings.INSTAGRAM_APP_SECRET]
     try:
-        payload = parse_signed_request(signed_request or "", secrets_)
+        payload = parse_signed_request(
+            signed_request or "", secrets_, max_age_seconds=SIGNED_REQUEST_MAX_AGE_SECONDS
+        )
     except SignedRequestError as exc:
         raise CallbackError(str(exc)) from exc
     user_id = payload.get("user_id")

@@ -76,6 +76,9 @@ def store_event(body: dict) -> WebhookEvent:
         ("OTHER_ALGORITHM", "only HMAC-SHA256 is accepted"),
         ("NO_USER", "names no user_id"),
         ("ODD_USER", "is not a Meta user id"),
+        ("STALE", "only those issued in the last 300 s are accepted"),
+        ("NO_TIME", "has no issued_at time"),
+        ("FUTURE", "issued_at is in the future"),
     ],
 )
 def test_a_bad_signed_request_is_400_and_changes_nothing(path, signed_request, error, caplog):
@@ -88,6 +91,10 @@ def test_a_bad_signed_request_is_400_and_changes_nothing(path, signed_request, e
         "OTHER_ALGORITHM": signed(algorithm="HMAC-SHA1"),
         "NO_USER": signed(user_id=None),
         "ODD_USER": signed(user_id="1 OR 1=1"),
+        # Captured a while ago and replayed (after the person reconnected, say).
+        "STALE": signed(issued_at=int(timezone.now().timestamp()) - 301),
+        "NO_TIME": signed(issued_at=None),
+        "FUTURE": signed(issued_at=int(timezone.now().timestamp()) + 600),
     }
     signed_request = special.get(signed_request, signed_request)
 
@@ -453,3 +460,12 @@ def test_a_deletion_whose_task_was_lost_is_queued_again_by_beat(monkeypatch):
     )
     assert callbacks.data_deletions_resume() == 1
     assert record.pk in queued
+
+
+def test_a_deauthorize_captured_earlier_cannot_wipe_a_reconnected_token():
+    account = InstagramAccountFactory(meta_user_id=PERSON)
+    captured = signed(issued_at=int(timezone.now().timestamp()) - 3600)
+    response = post("/meta/deauthorize/", captured)
+    assert response.status_code == 400
+    account.refresh_from_db()
+    assert account.status == AccountStatus.ACTIVE and account.access_token

@@ -468,3 +468,22 @@ def webhook_event_reprocess(*, event_id: int) -> None:
         state=EventState.PENDING, error="", processing_attempts=0
     )
     transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))
+
+
+# Events deleted per statement by purge_events: memory and lock time stay bounded.
+PURGE_BATCH = 1000
+
+
+def webhook_events_purge(*, queryset, batch_size: int | None = None) -> int:
+    """Delete the events of ``queryset`` a batch at a time, each batch its own transaction,
+    without reading their raw bodies (only ids are loaded); returns how many went. Deliveries
+    keep their record (their event link is cleared); parts and account links go with them."""
+    batch_size = batch_size or PURGE_BATCH
+    deleted = 0
+    while True:
+        batch = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            _, counts = WebhookEvent.objects.filter(pk__in=batch).only("pk").delete()
+        deleted += counts.get(WebhookEvent._meta.label, 0)

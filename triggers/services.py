@@ -12,11 +12,12 @@ import random
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
 from messaging import services as messaging_services
-from messaging.models import DeliveryKind
+from messaging.models import Delivery, DeliveryKind
 from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
 from triggers import flows
 from triggers.models import (
@@ -99,6 +100,34 @@ def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bo
     return False
 
 
+def _answered_before(trigger: Trigger, contact: Contact, origin: flows.Origin) -> dict | None:
+    """The answer another trigger already gave this event for the person, if any: its
+    firing, or (for a message, even once that trigger is deleted) the message delivery keyed
+    by the event (``message:<origin>``, or ``message:<origin>:<trigger id>`` from before)."""
+    firing = (
+        TriggerFiring.objects.filter(contact=contact, origin_key=origin.key)
+        .exclude(trigger=trigger)
+        .select_related("trigger")
+        .first()
+    )
+    if firing is not None:
+        return {"trigger": firing.trigger.name, "trigger_id": firing.trigger_id}
+    if origin.comment_id:
+        return None  # a comment's replies are keyed by the comment already
+    key = f"message:{origin.key}"
+    earlier = (
+        Delivery.objects.filter(contact=contact, kind=DeliveryKind.MESSAGE)
+        .filter(Q(dedupe_key=key) | Q(dedupe_key__startswith=f"{key}:"))
+        .exclude(trigger=trigger)
+        .select_related("trigger")
+        .first()
+    )
+    if earlier is None:
+        return None
+    name = earlier.trigger.name if earlier.trigger else "a trigger since deleted"
+    return {"trigger": name, "trigger_id": earlier.trigger_id}
+
+
 def _summary(decision_trigger: Trigger, decision: Decision | None, why: str) -> dict:
     summary = {
         "outcome": "matched",
@@ -125,6 +154,15 @@ def _answer(
     public_reply_to: str = "",
 ) -> dict:
     """Queue what the trigger sends for this event (public reply, first message, flow)."""
+    earlier = _answered_before(trigger, contact, origin)
+    if earlier is not None:
+        # Processed again ("Process again", replay) after the triggers changed: the event
+        # was answered already, and one thing a person wrote gets one answer.
+        return {
+            "outcome": "matched",
+            **earlier,
+            "why": "answered before; processing it again sends nothing new",
+        }
     if _cooled_down(trigger, contact, origin):
         seconds = trigger_cooldown_seconds(trigger)
         return {
@@ -184,10 +222,12 @@ def _single_message(
             payload=flows.render_private_reply(spec, None),
             comment_id=origin.comment_id,
         )
+    # One answer per message a person sent, whichever trigger gives it: the key names the
+    # message, not the trigger (before, it named both: a different winner sent again).
     return messaging_services.delivery_create(
         **common,
         kind=DeliveryKind.MESSAGE,
-        dedupe_key=f"message:{origin.key}:{trigger.pk}",
+        dedupe_key=f"message:{origin.key}",
         payload=flows.render(spec, None),
     )
 

@@ -322,3 +322,40 @@ def test_a_comment_kicks_its_accounts_pacer_once(account, django_capture_on_comm
     kicks = [c for c in callbacks if getattr(c, "func", None) is pacer_kick]
     assert Delivery.objects.count() == 2
     assert len(kicks) == 1
+
+
+@pytest.mark.parametrize(
+    "then", ["other_trigger_wins", "first_trigger_deleted", "a_flow_wins", "deleted_then_a_flow"]
+)
+def test_processing_a_dm_again_never_answers_it_twice(
+    account, graph, process, django_capture_on_commit_callbacks, then
+):
+    """ "Process again" after the triggers changed: one answer per message a person sent."""
+    from webhooks.services import webhook_event_reprocess
+
+    first = TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[],
+        messages=[{"text": "It is 20 EUR"}],
+    )  # fmt: skip
+    event = process(dm(account, "price?"))
+    assert texts(graph) == ["It is 20 EUR"]
+    if then in ("first_trigger_deleted", "deleted_then_a_flow"):
+        first.delete()
+    else:
+        first.enabled = False
+        first.save()
+    messages = [{"text": "Now 25 EUR"}]
+    if then in ("a_flow_wins", "deleted_then_a_flow"):
+        messages = [{"text": "Now 25 EUR"}, {"text": "And shipping is free"}]
+    TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[], messages=messages,
+        priority=5,
+    )  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_event_reprocess(event_id=event.pk)
+
+    event.refresh_from_db()
+    assert event.state == EventState.PROCESSED
+    assert texts(graph) == ["It is 20 EUR"]
+    assert Delivery.objects.count() == 1

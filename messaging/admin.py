@@ -192,9 +192,7 @@ class AccountQueueAdmin(WorkspaceScopedAdmin):
                 held_count=_count_for_account(
                     status=DeliveryStatus.QUEUED, held_since__isnull=False
                 ),
-                sent_last_minute=_count_for_account(
-                    status=DeliveryStatus.SENT, sent_at__gte=since
-                ),
+                sent_last_minute=_count_for_account(status=DeliveryStatus.SENT, sent_at__gte=since),
             )
             .annotate(queued_count=sum((F(name) for name in queued), Value(0)))
         )

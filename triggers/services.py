@@ -239,6 +239,17 @@ def _single_message(
 MEDIA_TIME_RETRY = timedelta(minutes=10)
 
 
+def accounts_waiting_for_next_post() -> set[int]:
+    """Ids of accounts with an enabled "next post" comment trigger (one cheap query: usually
+    none, and then processing reads nothing from Meta)."""
+    return set(
+        Trigger.objects.filter(enabled=True, event=TriggerEvent.COMMENT, extra__scope="next_post")
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
 def _waiting_for_next_post(account: InstagramAccount) -> list[Trigger]:
     return [t for t in next_post_triggers(account=account) if not t.media_ids]
 

@@ -269,10 +269,12 @@ def _link_accounts(event: WebhookEvent) -> None:
         event.accounts.add(*accounts_for_instagram_ids(ids))
 
 
-def _store_parts(event: WebhookEvent) -> int:
+def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
     """One part per account the body names: its entries and their results (selectors). The
-    accounts are linked too (intake's ``account_ids`` keeps only the first 50)."""
-    event.parts.all().delete()  # processed again: the parts follow the new result
+    accounts are linked too (intake's ``account_ids`` keeps only the first 50). ``replace``:
+    the event may have parts from an earlier processing, which the new result replaces."""
+    if replace:
+        event.parts.all().delete()
     obj, groups, _ = split_body(event.raw_body, list(event.result or []))
     ids = [group.instagram_id for group in groups if group.instagram_id]
     accounts = accounts_for_instagram_ids(ids) if ids else []
@@ -314,6 +316,9 @@ def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[i
 def _prepare(event_id: int) -> None:
     """What processing will need from Meta, fetched first, outside any transaction: nothing
     calls Meta while the event's row lock is held (triggers.services.comment_prepare)."""
+    waiting = trigger_services.accounts_waiting_for_next_post()
+    if not waiting:
+        return
     raw_body = (
         WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
         .values_list("raw_body", flat=True)
@@ -325,16 +330,21 @@ def _prepare(event_id: int) -> None:
         items = parse_webhook(json.loads(raw_body))
     except (PayloadError, ValueError):
         return  # processing records why
-    accounts: dict[str, object] = {}
-    for item in items:
-        if not isinstance(item, CommentEvent):
+    comments = [item for item in items if isinstance(item, CommentEvent)]
+    ids = sorted({item.account_id for item in comments if item.account_id})
+    by_id = {
+        instagram_id: account
+        for account in accounts_for_instagram_ids(ids)
+        if account.pk in waiting
+        for instagram_id in (account.ig_user_id, account.ig_alt_id)
+        if instagram_id
+    }
+    for item in comments:
+        account = by_id.get(item.account_id)
+        if account is None:
             continue
         try:
-            if item.account_id not in accounts:
-                accounts[item.account_id] = account_for_instagram_id(item.account_id)
-            account = accounts[item.account_id]
-            if account is not None:
-                trigger_services.comment_prepare(account=account, comment=item)
+            trigger_services.comment_prepare(account=account, comment=item)
         except Exception:
             # Best effort: without it a "next post" trigger waits for a later comment.
             logger.exception("Preparing comment %s of event %s failed", item.comment_id, event_id)
@@ -352,6 +362,7 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
             event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
             if event is None or event.state != EventState.PENDING:
                 return event
+            processed_before = event.processed_at is not None
             body = json.loads(event.raw_body)
             try:
                 items = parse_webhook(body)
@@ -372,9 +383,10 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
                     if failed
                     else ""
                 )
-            _link_accounts(event)
-            if items is not None:
-                _store_parts(event)
+            if items is None:
+                _link_accounts(event)
+            else:
+                _store_parts(event, replace=processed_before)
             event.processed_at = timezone.now()
             event.save(update_fields=["state", "error", "result", "processed_at"])
             return event

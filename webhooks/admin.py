@@ -117,7 +117,13 @@ class WebhookEventAdmin(WorkspaceScopedAdmin):
     @admin.display(description="Body")
     def pretty_body(self, obj: WebhookEvent) -> str:
         view = self._view(obj)
-        text = view.unreadable_body or json.dumps(view.body, indent=2, ensure_ascii=False)
+        shown = view.body
+        if view.raw_body:
+            try:
+                shown = json.loads(view.raw_body)
+            except ValueError:
+                shown = None
+        text = view.raw_body if shown is None else json.dumps(shown, indent=2, ensure_ascii=False)
         note = "" if view.whole else HIDDEN_NOTE
         return format_html("<p>{}</p><pre style='white-space:pre-wrap'>{}</pre>", note, text)
 

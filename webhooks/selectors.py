@@ -43,8 +43,8 @@ class EventView:
     object: str | None
     parts: list[EventPart]
     hidden_parts: int = 0
-    # The raw body when it could not be split into entries (agency admins only).
-    unreadable_body: str = ""
+    # The body exactly as received: for agency admins, who see all of it.
+    raw_body: str = ""
     extra_results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -134,11 +134,6 @@ def split_body(
     return body.get("object"), groups, leftover
 
 
-def _stored_parts(event: WebhookEvent) -> list[WebhookEventPart]:
-    # Uses the prefetch of event_list_queryset when the admin list made one.
-    return list(event.parts.all())
-
-
 def _workspaces_of(accounts: Iterable[InstagramAccount]) -> dict[str, int]:
     mapping: dict[str, int] = {}
     for account in accounts:
@@ -150,7 +145,7 @@ def _workspaces_of(accounts: Iterable[InstagramAccount]) -> dict[str, int]:
 
 def event_parts(event: WebhookEvent) -> tuple[str | None, list[EventPart], list[dict]]:
     """(object, parts, results that name no entry): stored, or worked out from the body."""
-    stored = _stored_parts(event)
+    stored = list(event.parts.all())  # prefetched by event_list_queryset for a list
     if stored:
         parts = []
         obj = None
@@ -185,11 +180,7 @@ def event_view_for(*, event: WebhookEvent, user, roles: tuple[str, ...] = SUPPOR
     the parts naming accounts of workspaces where they hold one of ``roles``."""
     obj, parts, leftover = event_parts(event)
     if is_agency_admin(user):
-        if not parts and not obj:
-            return EventView(
-                object=None, parts=[], unreadable_body=event.raw_body, extra_results=leftover
-            )
-        return EventView(object=obj, parts=parts, extra_results=leftover)
+        return EventView(object=obj, parts=parts, raw_body=event.raw_body, extra_results=leftover)
     allowed = member_workspace_ids(user, roles)
     visible = [part for part in parts if part.workspace_id in allowed]
     # A body that cannot be split, or results that name no entry, count as hidden too.

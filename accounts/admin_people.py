@@ -28,6 +28,7 @@ class InvitationAdmin(WorkspaceScopedAdmin):
     form = InvitationForm
     list_display = ["email", "role", "workspace", "invited_by", "created_at", "accepted_at"]
     list_filter = ["role", "workspace"]
+    list_select_related = ["workspace", "invited_by"]
     search_fields = ["email"]
 
     def has_change_permission(self, request, obj=None) -> bool:

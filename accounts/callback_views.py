@@ -61,4 +61,5 @@ def data_deletion_status(request: HttpRequest, code: str) -> HttpResponse:
     ).first()
     if record is None:
         raise Http404("No data deletion request has this confirmation code.")
-    return render(request, "accounts/data_deletion_status.html", {"record": record})
+    context = {"record": record, "percent_done": callbacks.data_deletion_share_done(record)}
+    return render(request, "accounts/data_deletion_status.html", context)

@@ -23,8 +23,9 @@ recognised and sends nothing again. A batched body is redacted as a whole.
 
 Idempotence: a repeat for the same person and callback within ``REPEAT_WINDOW`` answers the
 same confirmation code; the work runs again (it finds nothing or only what arrived since) and
-its counts are added. Both callbacks run in the request, in one transaction: the rows
-involved are one person's, and Meta retries a callback that fails.
+its counts are added. Deauthorize runs in the request, in one transaction (a few accounts'
+tokens). Data deletion only records the request there and answers at once; a task does the
+work in bounded batches and the status page shows how far it got (see below).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -60,6 +62,8 @@ SOURCE_DEAUTHORIZE, SOURCE_DATA_DELETION = "deauthorize", "data_deletion"
 STATUS_COMPLETED = "completed"
 REPEAT_WINDOW = timedelta(days=1)
 MAX_USER_ID_LENGTH = 64
+# A callback's signed_request must have been issued this recently (Meta calls at once).
+SIGNED_REQUEST_MAX_AGE_SECONDS = 300
 # Marks a redacted webhook event (its error field starts with it; replay skips those).
 REDACTED_PREFIX = "Redacted"
 # Audit entries keep what changed on an account; these values identify the person.
@@ -71,10 +75,14 @@ class CallbackError(ValueError):
 
 
 def callback_user_id(signed_request: str) -> str:
-    """Verify Meta's ``signed_request`` (either app secret) and return the person it names."""
+    """Verify Meta's ``signed_request`` (either app secret, issued in the last few minutes) and
+    return the person it names. A captured deauthorize replayed later, after the person
+    reconnected, would otherwise wipe the new token."""
     secrets_ = [settings.META_APP_SECRET, settings.INSTAGRAM_APP_SECRET]
     try:
-        payload = parse_signed_request(signed_request or "", secrets_)
+        payload = parse_signed_request(
+            signed_request or "", secrets_, max_age_seconds=SIGNED_REQUEST_MAX_AGE_SECONDS
+        )
     except SignedRequestError as exc:
         raise CallbackError(str(exc)) from exc
     user_id = payload.get("user_id")
@@ -199,27 +207,6 @@ def _id_pattern(ids: set[str]) -> str:
     return rf"(^|[^0-9])({alternatives})([^0-9]|$)"
 
 
-def _redact_events(*, account_ids: list[int], ids: set[str], code: str, now: datetime) -> int:
-    """Blank the raw bodies and results of events naming these accounts or ids."""
-    from webhooks.models import WebhookEvent  # deletion must reach every app's rows
-
-    ids = {i for i in ids if i}
-    query = Q(accounts__pk__in=account_ids) if account_ids else Q(pk__in=[])
-    if ids:
-        query |= Q(raw_body__regex=_id_pattern(ids))
-    marker = f"{REDACTED_PREFIX} for data deletion request {code} at {now:%Y-%m-%d %H:%M} UTC."
-    body = json.dumps({"object": "instagram", "entry": [], "redacted": marker})
-    event_ids = list(
-        WebhookEvent.objects.filter(query)
-        .exclude(error__startswith=REDACTED_PREFIX)
-        .values_list("pk", flat=True)
-        .distinct()
-    )
-    return WebhookEvent.objects.filter(pk__in=event_ids).update(
-        raw_body=body, result=[], error=marker
-    )
-
-
 def _scrub_audit(account_ids: list[int]) -> None:
     entries = AuditEntry.objects.filter(
         object_type=InstagramAccount._meta.label_lower,
@@ -234,56 +221,247 @@ def _scrub_audit(account_ids: list[int]) -> None:
             AuditEntry.objects.filter(pk=entry.pk).update(changes=changes)
 
 
-@transaction.atomic
+# --- data deletion, worked through by a task (accounts.tasks.run_data_deletion) -----------------
+# Meta's request only records what to do and answers with the status page: on a large install
+# the work (every stored event scanned for the person's ids) takes far longer than a web
+# request may. The task does it in bounded batches, each its own transaction, and stops after
+# RUN_SECONDS to queue its next run; progress is saved after every batch, so a run that dies
+# (or a lost task, re-queued by beat's accounts sweep) carries on where the last one stopped.
+STATUS_IN_PROGRESS = "in_progress"
+DELETION_STEPS = ("accounts", "deliveries", "contacts", "events")
+DELETE_BATCH = 1000  # rows per delete
+EVENT_SCAN_BATCH = 2000  # events read (by id range) per batch
+RUN_SECONDS = 60.0  # under the task's 90 s soft time limit
+# A deletion in progress untouched this long lost its task: beat queues it again.
+STALLED_DELETION = timedelta(minutes=5)
+
+
+def _queue_run(record_id: int) -> None:
+    from accounts.tasks import run_data_deletion
+
+    try:
+        run_data_deletion.delay(record_id)
+    except Exception:
+        # The broker is down: the request is recorded; beat's sweep queues it again later.
+        logger.exception("Could not queue data deletion %s; beat will retry", record_id)
+
+
 def meta_data_deletion(*, user_id: str, now: datetime | None = None) -> DataDeletionRequest:
-    """Remove what we hold about the person (see the module's note); record what went."""
+    """Record Meta's request and queue the deletion (see above); returns the record whose code
+    Meta shows the person. A repeat within a day answers the same code; after a completed run
+    it runs again (finding nothing, or only what arrived since; its counts are added)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        record = _request_for(user_id, SOURCE_DATA_DELETION, now)
+        if record.status != STATUS_IN_PROGRESS:
+            record.status = STATUS_IN_PROGRESS
+            record.progress = {"step": DELETION_STEPS[0], "counts": {}}
+            record.updated_at = now
+            record.save(update_fields=["status", "progress", "updated_at"])
+            transaction.on_commit(lambda: _queue_run(record.pk))
+    logger.info("Meta data deletion %s queued", record.confirmation_code)
+    return record
+
+
+def _save_progress(record: DataDeletionRequest, **changes) -> None:
+    record.progress = {**record.progress, **changes}
+    record.updated_at = timezone.now()
+    record.save(update_fields=["progress", "updated_at"])
+
+
+def _counted(record: DataDeletionRequest, **values: int) -> dict:
+    """The record's counts so far plus ``values``."""
+    counts = dict(record.progress.get("counts", {}))
+    for name, value in values.items():
+        counts[name] = counts.get(name, 0) + value
+    return counts
+
+
+def _step_accounts(record: DataDeletionRequest, now: datetime) -> bool:
+    """Disconnect the person's accounts and forget their tokens and ids (one transaction)."""
+    code, user_id = record.confirmation_code, record.meta_user_id
+    with transaction.atomic():
+        accounts = list(accounts_of_person(user_id).select_for_update().order_by("pk"))
+        account_pks = [account.pk for account in accounts]
+        business_ids = {i for a in accounts for i in (a.ig_user_id, a.ig_alt_id, a.page_id) if i}
+        for account in accounts:
+            sentence = (
+                f"Reconnect @{account.username}: its data was deleted at the request of the "
+                f"person who connected it (Meta data deletion request {code})."
+            )
+            account.meta_user_id = ""
+            also: tuple[str, ...] = ("meta_user_id",)
+            if account.login_kind == LoginKind.INSTAGRAM:
+                account.ig_alt_id = ""  # Instagram Login's app-scoped id of the person
+                also += ("ig_alt_id",)
+            _wipe_token(account, sentence=sentence, now=now, also=also)
+            audit_record(
+                action=ACTION_DATA_DELETED,
+                obj=account,
+                actor_label=ACTOR_META,
+                note=(
+                    f"Data deletion request {code}: token, contacts, deliveries and events removed."
+                ),
+            )
+        _scrub_audit(account_pks)
+        pending, _ = PendingConnection.objects.filter(meta_user_id=user_id).delete()
+        _save_progress(
+            record,
+            step="deliveries",
+            counts=_counted(record, accounts=len(accounts), pending_connections=pending),
+            account_ids=account_pks,
+            ids=sorted(business_ids | {user_id}),
+        )
+    return True
+
+
+def _step_deliveries(record: DataDeletionRequest, now: datetime) -> bool:
+    """One batch of the person's deliveries (their attempts go with them); True when done."""
     from messaging.models import Delivery  # deletion must reach every app's rows
 
-    now = now or timezone.now()
-    record = _request_for(user_id, SOURCE_DATA_DELETION, now)
-    code = record.confirmation_code
-    accounts = list(accounts_of_person(user_id).select_for_update().order_by("pk"))
-    account_pks = [account.pk for account in accounts]
-    business_ids = {i for a in accounts for i in (a.ig_user_id, a.ig_alt_id, a.page_id) if i}
-
+    user_id, account_pks = record.meta_user_id, record.progress.get("account_ids", [])
     # Deliveries first: deleting a contact would only unlink its deliveries (SET_NULL).
-    _, delivery_counts = Delivery.objects.filter(
+    theirs = Delivery.objects.filter(
         Q(account__pk__in=account_pks) | Q(contact__igsid=user_id) | Q(recipient=user_id)
-    ).delete()
-    _, contact_counts = Contact.objects.filter(
-        Q(account__pk__in=account_pks) | Q(igsid=user_id)
-    ).delete()
-    events = _redact_events(
-        account_ids=account_pks, ids=business_ids | {user_id}, code=code, now=now
     )
-    for account in accounts:
-        sentence = (
-            f"Reconnect @{account.username}: its data was deleted at the request of the person "
-            f"who connected it (Meta data deletion request {code})."
+    with transaction.atomic():
+        batch = list(theirs.values_list("pk", flat=True)[:DELETE_BATCH])
+        _, deleted = Delivery.objects.filter(pk__in=batch).delete()
+        counts = _counted(record, deliveries=deleted.get(Delivery._meta.label, 0))
+        done = len(batch) < DELETE_BATCH
+        _save_progress(record, counts=counts, **({"step": "contacts"} if done else {}))
+    return done
+
+
+def _step_contacts(record: DataDeletionRequest, now: datetime) -> bool:
+    """One batch of the person's contacts (flow runs and trigger firings go with them)."""
+    user_id, account_pks = record.meta_user_id, record.progress.get("account_ids", [])
+    theirs = Contact.objects.filter(Q(account__pk__in=account_pks) | Q(igsid=user_id))
+    with transaction.atomic():
+        batch = list(theirs.values_list("pk", flat=True)[:DELETE_BATCH])
+        _, deleted = Contact.objects.filter(pk__in=batch).delete()
+        counts = _counted(
+            record,
+            contacts=deleted.get(Contact._meta.label, 0),
+            flow_runs=deleted.get("triggers.FlowRun", 0),
+            trigger_firings=deleted.get("triggers.TriggerFiring", 0),
         )
-        account.meta_user_id = ""
-        also: tuple[str, ...] = ("meta_user_id",)
-        if account.login_kind == LoginKind.INSTAGRAM:
-            account.ig_alt_id = ""  # Instagram Login's app-scoped id of the person
-            also += ("ig_alt_id",)
-        _wipe_token(account, sentence=sentence, now=now, also=also)
-        audit_record(
-            action=ACTION_DATA_DELETED,
-            obj=account,
-            actor_label=ACTOR_META,
-            note=f"Data deletion request {code}: token, contacts, deliveries and events removed.",
+        done = len(batch) < DELETE_BATCH
+        if done:
+            from webhooks.models import WebhookEvent
+
+            upto = WebhookEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            _save_progress(record, counts=counts, step="events", events_after=0, events_upto=upto)
+        else:
+            _save_progress(record, counts=counts)
+    return done
+
+
+def _step_events(record: DataDeletionRequest, now: datetime) -> bool:
+    """Redact the events of one id range that name the person's accounts or ids; True when the
+    scan has reached the last event stored when it began."""
+    from webhooks.models import WebhookEvent, WebhookEventPart
+
+    progress = record.progress
+    after, upto = progress.get("events_after", 0), progress.get("events_upto", 0)
+    ids = {i for i in progress.get("ids", []) if i}
+    account_pks = progress.get("account_ids", [])
+    end = min(after + EVENT_SCAN_BATCH, upto)
+    query = Q(accounts__pk__in=account_pks) if account_pks else Q(pk__in=[])
+    if ids:
+        query |= Q(raw_body__regex=_id_pattern(ids))
+    marker = (
+        f"{REDACTED_PREFIX} for data deletion request {record.confirmation_code} at "
+        f"{now:%Y-%m-%d %H:%M} UTC."
+    )
+    body = json.dumps({"object": "instagram", "entry": [], "redacted": marker})
+    with transaction.atomic():
+        in_range = WebhookEvent.objects.filter(pk__gt=after, pk__lte=end)
+        event_ids = list(
+            in_range.filter(query)
+            .exclude(error__startswith=REDACTED_PREFIX)
+            .values_list("pk", flat=True)
+            .distinct()
         )
-    _scrub_audit(account_pks)
-    pending, _ = PendingConnection.objects.filter(meta_user_id=user_id).delete()
-    counts = {
-        "accounts": len(accounts),
-        "contacts": contact_counts.get(Contact._meta.label, 0),
-        "flow_runs": contact_counts.get("triggers.FlowRun", 0),
-        "trigger_firings": contact_counts.get("triggers.TriggerFiring", 0),
-        "deliveries": delivery_counts.get(Delivery._meta.label, 0),
-        "events_redacted": events,
-        "pending_connections": pending,
-    }
-    _complete(record, counts, now)
-    logger.info("Meta data deletion %s done: %s", code, counts)
-    return record
+        # The per-account parts hold the same text: they go; the row and its dedupe key stay.
+        WebhookEventPart.objects.filter(event_id__in=event_ids).delete()
+        redacted = WebhookEvent.objects.filter(pk__in=event_ids).update(
+            raw_body=body, result=[], error=marker
+        )
+        _save_progress(record, counts=_counted(record, events_redacted=redacted), events_after=end)
+    return end >= upto
+
+
+_STEPS = {
+    "accounts": _step_accounts,
+    "deliveries": _step_deliveries,
+    "contacts": _step_contacts,
+    "events": _step_events,
+}
+
+
+def data_deletion_run(*, record_id: int, seconds: float = RUN_SECONDS) -> str:
+    """Work a data deletion on for about ``seconds``: batch after batch, each committed with
+    its progress; then queue the next run, or complete the record. Safe to run twice: every
+    step deletes or redacts what is still there. Returns the record's status."""
+    deadline = time.monotonic() + seconds
+    now = timezone.now()
+    while True:
+        record = DataDeletionRequest.objects.filter(pk=record_id).first()
+        if record is None or record.status != STATUS_IN_PROGRESS:
+            return record.status if record else ""
+        step = record.progress.get("step") or DELETION_STEPS[0]
+        if step == STATUS_COMPLETED:
+            return _finish_deletion(record)
+        step_done = _STEPS[step](record, now)
+        if step_done and step == DELETION_STEPS[-1]:
+            _save_progress(record, step=STATUS_COMPLETED)
+            return _finish_deletion(record)
+        if time.monotonic() >= deadline:
+            _queue_run(record_id)  # the next run carries on from the saved progress
+            return STATUS_IN_PROGRESS
+
+
+def _finish_deletion(record: DataDeletionRequest) -> str:
+    counts = dict.fromkeys(_SUMMARY_COUNTS, 0) | record.progress.get("counts", {})
+    _complete(record, counts, timezone.now())
+    logger.info("Meta data deletion %s done: %s", record.confirmation_code, counts)
+    return STATUS_COMPLETED
+
+
+_SUMMARY_COUNTS = (
+    "accounts",
+    "contacts",
+    "flow_runs",
+    "trigger_firings",
+    "deliveries",
+    "events_redacted",
+    "pending_connections",
+)
+
+
+def data_deletions_resume(*, now: datetime | None = None) -> int:
+    """Beat: queue again the deletions in progress whose task was lost (untouched a while)."""
+    now = now or timezone.now()
+    stalled = list(
+        DataDeletionRequest.objects.filter(
+            status=STATUS_IN_PROGRESS, updated_at__lt=now - STALLED_DELETION
+        ).values_list("pk", flat=True)
+    )
+    for record_id in stalled:
+        DataDeletionRequest.objects.filter(pk=record_id).update(updated_at=now)
+        _queue_run(record_id)
+    return len(stalled)
+
+
+def data_deletion_share_done(record: DataDeletionRequest) -> int:
+    """How far a deletion in progress is, in percent, for its status page."""
+    progress = record.progress or {}
+    step = progress.get("step")
+    if record.status == STATUS_COMPLETED or step == STATUS_COMPLETED:
+        return 100
+    if step != "events":
+        return 5 * (DELETION_STEPS.index(step) if step in DELETION_STEPS else 0)
+    upto = progress.get("events_upto") or 0
+    scanned = min(progress.get("events_after", 0), upto)
+    return 15 + int(84 * scanned / upto) if upto else 99

@@ -489,6 +489,12 @@ def _same_account(account: InstagramAccount, choice: Choice) -> bool:
 
 
 # --- 3. the operator's pick ----------------------------------------------------------------------
+def pending_connections_sweep(*, now=None) -> int:
+    """Beat: delete pending connections past their 15 minutes (they hold encrypted tokens)."""
+    deleted, _ = PendingConnection.objects.filter(expires_at__lt=now or timezone.now()).delete()
+    return deleted
+
+
 def pending_for(*, key: str, user) -> PendingConnection:
     """The person's own pending connection, if still valid."""
     pending = (

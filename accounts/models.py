@@ -287,8 +287,13 @@ class DataDeletionRequest(models.Model):
     source = models.CharField(max_length=16, default="data_deletion")  # or "deauthorize"
     requested_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=16, default="received")  # received, completed
+    # received (a deauthorize), in_progress (data deletion, worked through by a task), completed
+    status = models.CharField(max_length=16, default="received")
     summary = models.JSONField(default=dict, blank=True)
+    # Where the data deletion task is (step, counts so far, how far the event scan got): the
+    # status page shows it, and a run that stopped carries on from there.
+    progress = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-requested_at"]

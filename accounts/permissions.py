@@ -252,9 +252,10 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
             return ""
         if issubclass(model, InstagramAccount):
             return "workspace"
-        related_admin = self.admin_site._registry.get(model)
-        if isinstance(related_admin, WorkspaceScopedAdmin):
-            return related_admin.workspace_path
+        if self.admin_site.is_registered(model):
+            related_admin = self.admin_site.get_model_admin(model)
+            if isinstance(related_admin, WorkspaceScopedAdmin):
+                return related_admin.workspace_path
         return None  # a model we cannot place in a workspace: no choices for members
 
     def save_model(self, request, obj, form, change):

@@ -205,14 +205,26 @@ def contact_record_comment(
 def contact_record_inbound(
     *, account: InstagramAccount, igsid: str, interacted_at: datetime
 ) -> tuple[Contact, bool]:
-    """Record an inbound message; the flag says it is the person's first (a new conversation)."""
+    """Record an inbound message; the flag says it is the person's first (a new conversation).
+
+    "First" is decided by one conditional UPDATE (or the INSERT that creates the contact), not
+    by reading then writing: of two first messages processed at the same time by two workers
+    (a person who had only commented writes twice quickly), exactly one sees the empty
+    ``last_interaction_at`` and gets the welcome reply; the other waits on the row and then
+    finds it set.
+    """
     contact, created = Contact.objects.get_or_create(
         account=account, igsid=igsid, defaults={"last_interaction_at": interacted_at}
     )
-    first = created or contact.last_interaction_at is None
-    if not created and (
-        contact.last_interaction_at is None or interacted_at > contact.last_interaction_at
-    ):
-        Contact.objects.filter(pk=contact.pk).update(last_interaction_at=interacted_at)
-        contact.last_interaction_at = interacted_at
+    if created:
+        return contact, True
+    contacts = Contact.objects.filter(pk=contact.pk)
+    first = bool(
+        contacts.filter(last_interaction_at__isnull=True).update(last_interaction_at=interacted_at)
+    )
+    if not first:
+        contacts.filter(last_interaction_at__lt=interacted_at).update(
+            last_interaction_at=interacted_at
+        )
+    contact.refresh_from_db(fields=["last_interaction_at"])
     return contact, first

@@ -36,3 +36,22 @@ def check_tokens() -> int:
 @shared_task(name="accounts.check_token", acks_late=True, reject_on_worker_lost=True)
 def check_token(account_id: int) -> str:
     return tokens.account_token_check(account_id=account_id).result
+
+
+@shared_task(name="accounts.run_data_deletion", acks_late=True, reject_on_worker_lost=True)
+def run_data_deletion(record_id: int) -> str:
+    """Work a data deletion request on for a bounded time (it queues its own next run)."""
+    from accounts import callbacks
+
+    return callbacks.data_deletion_run(record_id=record_id)
+
+
+@shared_task(name="accounts.sweep")
+def sweep() -> dict:
+    """Beat: forget expired pending connections; resume data deletions whose task was lost."""
+    from accounts import callbacks, connecting
+
+    return {
+        "pending_connections_deleted": connecting.pending_connections_sweep(),
+        "data_deletions_resumed": callbacks.data_deletions_resume(),
+    }

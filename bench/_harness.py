@@ -73,6 +73,7 @@ def bench_env(
             "META_VERIFY_TOKEN": "bench-verify-token",
             "TOKEN_ENCRYPTION_KEY": "bench-token-encryption-key-0123456789",
             "SECURE_SSL_REDIRECT": "0",
+            "EMAIL_URL": "dummymail://",
             "LOG_LEVEL": "WARNING",
             "VAR_DIR": str(var_dir),
             "PYTHONUNBUFFERED": "1",

@@ -1,9 +1,11 @@
 """Settings, read from the environment (and a `.env` file) with django-environ.
 
-With no configuration at all the app runs in development mode on SQLite and a
-broker that needs no server (kombu's filesystem transport), so a newcomer's
-first run works. With DEBUG off every production secret must be set, so a bad
-deploy fails at start instead of running with development values.
+Production is the default: unless DEBUG is explicitly on, every production secret must be
+set (a bad deploy fails at start instead of running with development values) and the
+security settings are on, so that `manage.py check --deploy` is clean in the configuration
+docs/configuration.md shows. `bin/demo` and `bin/test` turn DEBUG on; with it, the app runs
+on SQLite and a broker that needs no server (kombu's filesystem transport) with development
+values, so a newcomer's first run needs nothing.
 """
 
 from pathlib import Path
@@ -22,8 +24,8 @@ if (BASE_DIR / ".env").is_file():
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# Development values exist only so the zero-configuration demo runs; production sets DEBUG=off.
-DEBUG = env.bool("DEBUG", default=True)
+# Development values exist only so the zero-configuration demo runs (bin/demo sets DEBUG=1).
+DEBUG = env.bool("DEBUG", default=False)
 
 
 def _secret(name: str, dev_default: str) -> str:
@@ -37,6 +39,12 @@ def _secret(name: str, dev_default: str) -> str:
 
 SECRET_KEY = _secret("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+if not ALLOWED_HOSTS:
+    # Django would answer 400 to every request: refuse to start instead, saying why.
+    raise ImproperlyConfigured(
+        "Set ALLOWED_HOSTS (the host names the app answers to, comma-separated): it is "
+        "required when DEBUG is off."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -64,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
 
@@ -132,7 +141,41 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default="Instagram DM automation")
 # Invitations expire after this many days.
 INVITATION_DAYS = env.int("INVITATION_DAYS", default=7)
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+# --- Email: invitations and password resets ---------------------------------------------------
+# EMAIL_URL the usual django-environ way: smtp+tls://user:password@host:587, smtp+ssl://...:465,
+# or dummymail:// (no email at all: invitation links are shown to the inviting admin only).
+# The console backend prints working sign-in links into the web log, so it is for DEBUG only.
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://" if DEBUG else "")
+if not EMAIL_URL:
+    raise ImproperlyConfigured(
+        "Set EMAIL_URL (e.g. smtp+tls://user:password@smtp.example.com:587, or dummymail:// "
+        "to send no email): it is required when DEBUG is off."
+    )
+_email = env.email_url_config(EMAIL_URL)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+# A mail server that does not answer must not hold a web request (an invitation) for long.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Kept for installations that set it before EMAIL_URL existed: it overrides EMAIL_URL's backend.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=EMAIL_BACKEND)
+_LOGGING_EMAIL_BACKENDS = (
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+)
+if not DEBUG and EMAIL_BACKEND in _LOGGING_EMAIL_BACKENDS:
+    raise ImproperlyConfigured(
+        f"EMAIL_URL/EMAIL_BACKEND select {EMAIL_BACKEND}, which writes working password-reset "
+        "and invitation links where the server's logs or files keep them: it is refused when "
+        "DEBUG is off. Use smtp://... (or dummymail:// to send no email)."
+    )
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -145,14 +188,31 @@ STATIC_ROOT.mkdir(exist_ok=True)
 # The admin's CSS and JS, served by the app itself (no separate web server needed).
 WHITENOISE_USE_FINDERS = DEBUG
 
-# --- Security -------------------------------------------------------------------------------
+# --- Security (production values unless DEBUG is on; `check --deploy` is clean with them) ------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+# Browsers remember to use HTTPS only; a year, subdomains included (docs/configuration.md).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+X_FRAME_OPTIONS = "DENY"
 # Liveness probes and Meta's webhook come over plain HTTP from local proxies too.
 SECURE_REDIRECT_EXEMPT = [r"^livez/$", r"^healthz/$"]
+# The console's pages load scripts, styles and images from the app only (the admin's inline
+# style attributes aside); forms post to the app and Meta's login dialogs (config/security.py).
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    # Authenticator-app QR codes (allauth.mfa) are data: images.
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 
 # --- Meta ----------------------------------------------------------------------------------
 META_GRAPH_VERSION = "v24.0"
@@ -200,6 +260,15 @@ PRIVATE_REPLY_CHOICES = env.bool("PRIVATE_REPLY_CHOICES", default=True)
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 REDIS_URL = env.str("REDIS_URL", default="")
+# The cache holds allauth's sign-in and password-reset rate limits: shared by every gunicorn
+# worker (Redis, or the database, whose table `migrate` creates), never per process.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "app_cache"}
+    )
+}
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -270,6 +339,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-flows": {
         "task": "triggers.sweep_flows",
         "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # Expired pending connections; data deletions whose task was lost.
+    "sweep-accounts": {
+        "task": "accounts.sweep",
+        "schedule": 60.0,
     },
     # Wall-clock schedules, not intervals: an interval restarts with beat, and a beat
     # restarted more often than daily would never run a daily job (docs/tokens.md).

@@ -158,6 +158,13 @@ class Delivery(models.Model):
                 fields=["account", "status", "dispatched_at", "next_attempt_at"],
                 name="delivery_pacer_due",
             ),
+            # The sending-queues page: an account's sends of the last minute, without reading
+            # every send it ever made.
+            models.Index(
+                fields=["account", "sent_at"],
+                condition=models.Q(status="sent"),
+                name="delivery_account_sent",
+            ),
         ]
 
     def __str__(self) -> str:

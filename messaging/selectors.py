@@ -99,6 +99,19 @@ def kind_rate_per_second(account: InstagramAccount, kind: str) -> float:
     return min(budget.limit / budget.window for budget in budgets_for(account, kind))
 
 
+def drain_seconds(account: InstagramAccount, queued: dict[str, int]) -> float:
+    """How long the account's queued sends take at its budgets (``queued``: count per kind).
+    Reads nothing: the sending-queues list computes it for every row from annotated counts."""
+    budget = {kind: kind_rate_per_second(account, kind) for kind in DeliveryKind.values}
+    # Private replies and DMs share the Send API budget; public replies have their own.
+    messaging_kinds = (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE)
+    drains = [queued.get(kind, 0) / budget[kind] for kind in DeliveryKind.values]
+    drains.append(
+        sum(queued.get(kind, 0) for kind in messaging_kinds) / budget[DeliveryKind.MESSAGE]
+    )
+    return max(drains)
+
+
 @dataclass(frozen=True)
 class QueueStats:
     queued: dict[str, int]
@@ -132,12 +145,6 @@ def account_queue_stats(*, account: InstagramAccount, now: datetime) -> QueueSta
         account=account, status=DeliveryStatus.SENT, sent_at__gte=now - timedelta(minutes=1)
     ).count()
     budget = {kind: kind_rate_per_second(account, kind) for kind in DeliveryKind.values}
-    # Private replies and DMs share the Send API budget; public replies have their own.
-    messaging_kinds = (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE)
-    drains = [queued.get(kind, 0) / budget[kind] for kind in DeliveryKind.values]
-    drains.append(
-        sum(queued.get(kind, 0) for kind in messaging_kinds) / budget[DeliveryKind.MESSAGE]
-    )
     return QueueStats(
         queued=queued,
         held=held,
@@ -145,7 +152,7 @@ def account_queue_stats(*, account: InstagramAccount, now: datetime) -> QueueSta
         sent_last_minute=sent_last_minute,
         rate_per_second=sent_last_minute / 60,
         budget_per_second=budget,
-        drain_seconds=max(drains),
+        drain_seconds=drain_seconds(account, queued),
         paused_until=account.paused_until
         if account.paused_until and account.paused_until > now
         else None,

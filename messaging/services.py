@@ -3,6 +3,7 @@
 import enum
 import logging
 import random
+import threading
 import time
 from datetime import datetime, timedelta
 from functools import partial
@@ -117,23 +118,44 @@ def delivery_create(
     return delivery
 
 
+class _Kick:
+    """One pacer run owed to an account at the next commit, shared by every send queued for
+    it in the same transaction."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+# Per thread: the kick each account is owed, until a commit runs it.
+_owed = threading.local()
+
+
 def pace_after_commit(account_id: int) -> None:
     """Pace the account once the transaction commits, once however many sends it queued.
 
     A comment queues a public and a private reply (a flow, more): one pacer run takes them
-    all, so a kick already waiting in this transaction, and sure to run with it, is enough.
+    all. Every call registers an on-commit callback (Django's public API), but the calls of
+    one transaction share one kick: the first callback to run paces, the rest find it done.
+    A rolled-back transaction's callbacks never run; its kick, still owed, is shared by the
+    next transaction's, which registers callbacks of its own, so nothing is lost.
     """
-    connection = transaction.get_connection()
-    if connection.in_atomic_block:
-        current = set(connection.savepoint_ids)
-        for savepoints, callback, _robust in connection.run_on_commit:
-            if (
-                getattr(callback, "func", None) is pacer_kick
-                and callback.keywords == {"account_id": account_id}
-                and savepoints <= current
-            ):
-                return
-    transaction.on_commit(partial(pacer_kick, account_id=account_id))
+    owed = _owed.__dict__.setdefault("kicks", {})
+    kick = owed.get(account_id)
+    if kick is None or kick.done:
+        kick = owed[account_id] = _Kick()
+    transaction.on_commit(partial(_kick_once, account_id=account_id, kick=kick))
+
+
+def _kick_once(*, account_id: int, kick: _Kick) -> None:
+    if kick.done:
+        return
+    kick.done = True
+    owed = _owed.__dict__.setdefault("kicks", {})
+    if owed.get(account_id) is kick:
+        del owed[account_id]
+    pacer_kick(account_id=account_id)
 
 
 class FollowCheck(enum.StrEnum):
@@ -170,8 +192,31 @@ def contact_follows_account(*, account: InstagramAccount, contact: Contact) -> F
     return FollowCheck.FOLLOWS if value else FollowCheck.NOT_FOLLOWING
 
 
+# A Graph read waits at most this long for a use of the account's budget, else it is skipped.
+READ_BUDGET_WAIT_SECONDS = 1.0
+
+
+def _take_read_budget(account: InstagramAccount) -> bool:
+    """One use of the account's business use case budget for a Graph read (media reads count
+    against the same quota as public comment replies, meta-api.md section 5)."""
+    budgets = budgets_for(account, DeliveryKind.PUBLIC_REPLY)
+    wait = shared_state().try_acquire(budgets)
+    if 0 < wait <= READ_BUDGET_WAIT_SECONDS:
+        time.sleep(wait + SLOT_MARGIN_SECONDS)
+        wait = shared_state().try_acquire(budgets)
+    return wait <= 0
+
+
 def media_published_at(*, account: InstagramAccount, media_id: str) -> datetime | None:
-    """When a post was published (Meta's media ``timestamp``), None if Meta cannot say."""
+    """When a post was published (Meta's media ``timestamp``), None if Meta cannot say or the
+    account's budget has no room now. A network call: never inside a transaction."""
+    if not _take_read_budget(account):
+        logger.warning(
+            "Publish time of media %s on @%s not read: the account's budget is spent",
+            media_id,
+            account.username,
+        )
+        return None
     result = graph.client_for(account).get(f"/{media_id}", {"fields": "timestamp"})
     raw = result.data.get("timestamp") if result.ok and isinstance(result.data, dict) else None
     if not isinstance(raw, str):

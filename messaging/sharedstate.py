@@ -24,11 +24,27 @@ class Budget:
     window: float  # seconds
 
 
+def _redis_now(now: float | None) -> float | str:
+    """The scripts' ARGV[1]: empty means "ask Redis for the time"."""
+    return "" if now is None else now
+
+
 class RedisState:
+    # Time is Redis's own (TIME), not the calling worker's: workers on several hosts share the
+    # budgets, and a worker whose clock ran behind would see uses as older than they are and
+    # eat the headroom. Tests pass a fixed "now" (ARGV[1]) instead.
+    _NOW = """
+    local now = tonumber(ARGV[1])
+    if now == nil then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    end
+    """
     # All budgets are checked and taken in one atomic step: either every budget has room
     # (and each records a use) or none is touched and the wait until the first frees is returned.
-    _ACQUIRE = """
-    local now = tonumber(ARGV[1])
+    _ACQUIRE = (
+        _NOW
+        + """
     local member = ARGV[2]
     local wait = 0
     for i, key in ipairs(KEYS) do
@@ -50,11 +66,13 @@ class RedisState:
     end
     return '0'
     """
+    )
 
     # Read only: when would one more use beyond `reserved` fit? The reserved uses take the
     # free places first, then those freed as the oldest uses leave the window, in order.
-    _ROOM = """
-    local now = tonumber(ARGV[1])
+    _ROOM = (
+        _NOW
+        + """
     local reserved = tonumber(ARGV[2])
     local wait = 0
     for i, key in ipairs(KEYS) do
@@ -75,6 +93,7 @@ class RedisState:
     end
     return tostring(wait)
     """
+    )
 
     def __init__(self, url: str):
         import redis
@@ -84,15 +103,14 @@ class RedisState:
         self._room = self.client.register_script(self._ROOM)
 
     def try_acquire(self, budgets: list[Budget], now: float | None = None) -> float:
-        """0 when a use of every budget was recorded; else seconds until one frees up."""
-        now = time.time() if now is None else now
-        return self._run(self._acquire, budgets, [now, uuid.uuid4().hex])
+        """0 when a use of every budget was recorded; else seconds until one frees up.
+        ``now`` (tests only) replaces Redis's clock."""
+        return self._run(self._acquire, budgets, [_redis_now(now), uuid.uuid4().hex])
 
     def room(self, budgets: list[Budget], now: float | None = None, reserved: int = 0) -> float:
         """Records nothing: seconds until every budget has room for one more use beyond
         `reserved` (uses promised to sends already on their way); 0 when it has now."""
-        now = time.time() if now is None else now
-        return self._run(self._room, budgets, [now, reserved])
+        return self._run(self._room, budgets, [_redis_now(now), reserved])
 
     @staticmethod
     def _run(script, budgets: list[Budget], args: list) -> float:
@@ -101,7 +119,9 @@ class RedisState:
         return float(script(keys=[f"budget:{b.key}" for b in budgets], args=args))
 
     def used(self, budget: Budget, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        if now is None:
+            seconds, microseconds = self.client.time()
+            now = seconds + microseconds / 1_000_000
         return self.client.zcount(f"budget:{budget.key}", now - budget.window, "+inf")
 
     def count_recent(self, key: str, window: int) -> int:

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,11 +69,23 @@ def _b64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def parse_signed_request(signed_request: str, secret: str | Iterable[str]) -> dict[str, Any]:
+# A signed_request's issued_at may be this far ahead of our clock (clock skew) and no more.
+ISSUED_AT_FUTURE_TOLERANCE_SECONDS = 60
+
+
+def parse_signed_request(
+    signed_request: str,
+    secret: str | Iterable[str],
+    *,
+    max_age_seconds: float | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """Verify and decode a ``signed_request`` from a deauthorize or data-deletion callback.
 
     ``secret`` is the app secret, or several (Meta app secret and Instagram app secret): the
     request is accepted when it is signed with any of them, as webhook signatures are.
+    With ``max_age_seconds`` the payload's ``issued_at`` (Unix seconds) must be that recent
+    (against ``now``, default the clock): a captured request replayed later is refused.
     Raises ``SignedRequestError`` with a sentence saying what is wrong.
     """
     keys = [secret] if isinstance(secret, str) else list(secret)
@@ -115,7 +128,26 @@ def parse_signed_request(signed_request: str, secret: str | Iterable[str]) -> di
             "The signed_request signature does not match the app secret; "
             "check that the configured app secret is the one of the app Meta calls for."
         )
+    if max_age_seconds is not None:
+        _check_fresh(payload, max_age_seconds, time.time() if now is None else now)
     return payload
+
+
+def _check_fresh(payload: dict[str, Any], max_age_seconds: float, now: float) -> None:
+    issued_at = payload.get("issued_at")
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise SignedRequestError("The signed_request has no issued_at time.")
+    age = now - issued_at
+    if age > max_age_seconds:
+        raise SignedRequestError(
+            f"The signed_request was issued {age:.0f} s ago; only those issued in the last "
+            f"{max_age_seconds:.0f} s are accepted (an old one may be a captured request "
+            "replayed)."
+        )
+    if age < -ISSUED_AT_FUTURE_TOLERANCE_SECONDS:
+        raise SignedRequestError(
+            "The signed_request's issued_at is in the future; check the server's clock."
+        )
 
 
 def make_signed_request(payload: dict[str, Any], secret: str) -> str:

@@ -5,6 +5,7 @@ from django.conf import settings
 from config.celery import app as celery_app
 from meta.samples import signed
 from meta.standin import StandIn
+from tests.network_guard import no_network_in_transactions  # noqa: F401 (a fixture)
 
 GRAPH = "https://graph.test/v24.0"
 INSTAGRAM_GRAPH = "https://graph-ig.test/v24.0"
@@ -19,6 +20,17 @@ def _celery_eager(request):
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(request):
+    """The cache is shared (Redis here): sign-in rate limits counted by one test, or by an
+    earlier run minutes ago, must not refuse another's sign-in. End-to-end processes keep theirs."""
+    if not request.node.get_closest_marker("e2e"):
+        from django.core.cache import cache
+
+        cache.clear()
+    yield
 
 
 @pytest.fixture

@@ -175,3 +175,88 @@ def test_event_detail_and_reprocess_action(admin_client, django_capture_on_commi
     # Re-processed inline (eager tasks): the empty batch is ignored, the error is gone.
     assert event.state == EventState.IGNORED
     assert event.error == ""
+
+
+# --- Every admin list costs the same few queries however many rows it shows -------------------
+def _grow(model: str, n: int, account) -> None:
+    """n more rows of the model's list, each with its own related rows where it has any."""
+    from accounts.models import DataDeletionRequest, Invitation, Membership
+    from tests.factories import (
+        FlowRunFactory,
+        TriggerFiringFactory,
+        UserFactory,
+        WorkspaceFactory,
+    )
+
+    for i in range(n):
+        other = InstagramAccountFactory()
+        trigger = TriggerFactory(account=other)
+        if model in ("workspace", "instagramaccount", "accountqueue"):
+            for status in DeliveryStatus.values:
+                DeliveryFactory(account=other, status=status)
+        elif model == "contact":
+            ContactFactory(account=other)
+        elif model == "webhookevent":
+            event = WebhookEventFactory(result=[{"type": "comment", "outcome": "matched"}])
+            event.accounts.add(other)
+        elif model == "delivery":
+            DeliveryFactory(account=other, trigger=trigger)
+        elif model == "flowrun":
+            FlowRunFactory(trigger=trigger)
+        elif model == "triggerfiring":
+            TriggerFiringFactory(trigger=trigger)
+        elif model == "auditentry":
+            AuditEntry.objects.create(
+                actor=UserFactory(), actor_label="x", action="changed",
+                object_type="triggers.trigger", object_id=str(trigger.pk),
+                object_repr=trigger.name, workspace=other.workspace,
+            )  # fmt: skip
+        elif model == "membership":
+            Membership.objects.create(
+                user=UserFactory(), workspace=WorkspaceFactory(), role="support"
+            )
+        elif model == "invitation":
+            Invitation.objects.create(
+                email=f"p{i}@example.com", role="support", workspace=WorkspaceFactory(),
+                invited_by=UserFactory(), key=f"{model}{i}{other.pk}",
+                expires_at="2099-01-01T00:00:00Z",
+            )  # fmt: skip
+        elif model == "datadeletionrequest":
+            DataDeletionRequest.objects.create(confirmation_code=f"c{other.pk}", meta_user_id="1")
+
+
+@pytest.mark.parametrize(("app", "model"), MODELS)
+def test_every_admin_list_costs_the_same_queries_for_more_rows(
+    admin_client, populated, app, model, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse(f"admin:{app}_{model}_changelist")
+    _grow(model, 2, populated)
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(url).status_code == 200
+    _grow(model, 10, populated)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = admin_client.get(url)
+    assert response.context["cl"].result_count >= 10
+    assert len(few.captured_queries) <= 15
+
+
+def test_the_sending_queues_list_shows_each_accounts_figures(admin_client, populated):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    busy = InstagramAccountFactory(username="busy.account")
+    for _ in range(3):
+        DeliveryFactory(account=busy, status=DeliveryStatus.QUEUED)
+    DeliveryFactory(account=busy, status=DeliveryStatus.QUEUED, held_since=timezone.now())
+    DeliveryFactory(account=busy, status=DeliveryStatus.SENT, sent_at=timezone.now())
+    DeliveryFactory(
+        account=busy, status=DeliveryStatus.SENT, sent_at=timezone.now() - timedelta(minutes=5)
+    )
+    response = admin_client.get(reverse("admin:messaging_accountqueue_changelist"))
+    row = next(obj for obj in response.context["cl"].result_list if obj.pk == busy.pk)
+    assert (row.queued_count, row.held_count, row.sent_last_minute) == (4, 1, 1)
+    assert "busy.account" in response.content.decode()

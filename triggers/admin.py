@@ -9,6 +9,50 @@ from accounts.models import InstagramAccount
 from accounts.permissions import AGENCY_ONLY, MARKETER_ROLES, WorkspaceScopedAdmin, accounts_for
 from triggers.models import FlowRun, Trigger, TriggerEvent, TriggerFiring
 from triggers.selectors import triggers_preview
+from triggers.triggerfile import KNOWN_FIELDS, trigger_errors
+
+# Fields of the trigger file that are list-valued JSON on the form (empty means none).
+_LIST_FIELDS = ("keywords", "examples", "media_ids", "public_replies", "messages")
+
+
+class TriggerAdminForm(forms.ModelForm):
+    """The trigger page: whatever is typed into it must be a trigger the trigger file could
+    load, checked by the importer's own validator (triggers.triggerfile.trigger_errors), so a
+    malformed message or option can never reach processing. Each problem is shown under its
+    field; the options beyond the file's main fields are checked in "Extra"."""
+
+    class Meta:
+        model = Trigger
+        fields = [*KNOWN_FIELDS, "extra"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in _LIST_FIELDS:
+            if name in cleaned and cleaned[name] is None:
+                cleaned[name] = []
+        if cleaned.get("extra") is None and "extra" in self.fields:
+            cleaned["extra"] = {}
+        if self.errors or cleaned.get("account") is None:
+            return cleaned  # unreadable JSON or a missing account: already said
+        extra = cleaned.get("extra", self.instance.extra)
+        if not isinstance(extra, dict):
+            self.add_error("extra", 'Options are an object, e.g. {"cooldown_seconds": 3600}.')
+            return cleaned
+        clashing = sorted(set(extra) & set(KNOWN_FIELDS))
+        if clashing:
+            self.add_error("extra", f"{', '.join(clashing)}: set in their own field, not here.")
+            return cleaned
+        item = dict(extra)
+        for name in KNOWN_FIELDS:
+            item[name] = cleaned.get(name, getattr(self.instance, name, None))
+        item["account"] = cleaned["account"].ig_user_id
+        for field_name, problems in trigger_errors(item).items():
+            target = field_name if field_name in self.fields else None
+            if field_name and field_name not in KNOWN_FIELDS and "extra" in self.fields:
+                target = "extra"
+            for problem in problems:
+                self.add_error(target, problem)
+        return cleaned
 
 
 class TestTextForm(forms.Form):
@@ -37,6 +81,7 @@ class TriggerAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
 
     workspace_path = "account__workspace"
     view_roles = edit_roles = MARKETER_ROLES
+    form = TriggerAdminForm
     list_display = ["name", "account", "event", "match", "keyword_list", "priority", "enabled"]
     list_filter = ["enabled", "event", "match", "account"]
     list_select_related = ["account"]

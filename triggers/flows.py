@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
@@ -453,28 +454,53 @@ def flow_check_follow(*, run_id: int) -> FlowRun | None:
         return run
 
 
+# Work one sweep (every SWEEP_INTERVAL_SECONDS) takes on, at most: a backlog is worked down
+# over several sweeps, oldest first, each well inside the task's time limit.
+SWEEP_ADVANCE_BATCH = 500
+SWEEP_FOLLOW_CHECK_BATCH = 200
+
+
 def flows_sweep(*, now: datetime | None = None) -> dict:
-    """Beat: move on runs that missed their signal; close runs left waiting too long."""
+    """Beat: move on runs that missed their signal; close runs left waiting too long.
+
+    Chosen by state in SQL, oldest first: only runs whose awaited message has settled (so a
+    thousand newer runs still waiting cannot hide an older one that can move on), and follow
+    checks are handed to their own tasks (each one call to Meta) instead of made here.
+    """
+    from triggers.tasks import check_follow
+
     now = now or timezone.now()
-    stalled = 0
-    running = FlowRun.objects.filter(
-        status=FlowStatus.RUNNING,
-        waiting_delivery_id__isnull=False,
-        updated_at__lt=now - STALLED_AFTER,
-    ).values_list("pk", "waiting_delivery_id")[:1000]
-    for run_id, delivery_id in running:
-        if Delivery.objects.filter(pk=delivery_id, status__in=FINAL_STATUSES).exists():
-            flow_advance(run_id=run_id)
-            stalled += 1
-    checking = FlowRun.objects.filter(
-        status=FlowStatus.CHECKING_FOLLOW, updated_at__lt=now - STALLED_AFTER
-    ).values_list("pk", flat=True)[:1000]
-    rechecked = 0
+    stalled_before = now - STALLED_AFTER
+    settled = Delivery.objects.filter(pk=OuterRef("waiting_delivery_id"), status__in=FINAL_STATUSES)
+    ready = (
+        FlowRun.objects.filter(
+            status=FlowStatus.RUNNING,
+            waiting_delivery_id__isnull=False,
+            updated_at__lt=stalled_before,
+        )
+        .filter(Exists(settled))
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)[:SWEEP_ADVANCE_BATCH]
+    )
+    advanced = 0
+    for run_id in list(ready):
+        flow_advance(run_id=run_id)
+        advanced += 1
+    checking = list(
+        FlowRun.objects.filter(status=FlowStatus.CHECKING_FOLLOW, updated_at__lt=stalled_before)
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)[:SWEEP_FOLLOW_CHECK_BATCH]
+    )
+    queued = 0
     for run_id in checking:
-        flow_check_follow(run_id=run_id)
-        rechecked += 1
+        # Touched first, so the next sweeps leave it to this check instead of queueing more.
+        if FlowRun.objects.filter(
+            pk=run_id, status=FlowStatus.CHECKING_FOLLOW, updated_at__lt=stalled_before
+        ).update(updated_at=now):
+            check_follow.delay(run_id)
+            queued += 1
     expired = FlowRun.objects.filter(
         status__in=[FlowStatus.WAITING_TAP, FlowStatus.WAITING_FOLLOW],
         updated_at__lt=now - WAITING_TAP_EXPIRY,
     ).update(status=FlowStatus.DONE, finished_at=now, detail="No tap within 7 days; closed.")
-    return {"advanced": stalled, "follow_rechecked": rechecked, "expired": expired}
+    return {"advanced": advanced, "follow_rechecked": queued, "expired": expired}

@@ -155,9 +155,37 @@ class FlowRun(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["contact", "status", "updated_at"], name="flow_run_contact_status")
+            models.Index(
+                fields=["contact", "status", "updated_at"], name="flow_run_contact_status"
+            ),
+            # The flow sweeper: runs in a state, oldest first.
+            models.Index(fields=["status", "updated_at"], name="flow_run_status_updated"),
         ]
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
         return f"{self.trigger} for {self.contact} ({self.status})"
+
+
+class MediaPublishTime(models.Model):
+    """When a post was published, read from Meta once per post for "next post" triggers.
+
+    Read outside any transaction before an event is processed (triggers.services.
+    comment_prepare), so processing itself never calls Meta while it holds the event's lock.
+    An unknown time (Meta could not say) is kept too and asked again after a while.
+    """
+
+    account = models.ForeignKey(
+        InstagramAccount, on_delete=models.CASCADE, related_name="media_publish_times"
+    )
+    media_id = models.CharField(max_length=64)
+    published_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "media_id"], name="media_time_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"Media {self.media_id}: {self.published_at or 'unknown'}"

@@ -12,14 +12,17 @@ import random
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
 from messaging import services as messaging_services
-from messaging.models import DeliveryKind
+from messaging.models import Delivery, DeliveryKind
 from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
 from triggers import flows
 from triggers.models import (
     FiresOn,
+    MediaPublishTime,
     Trigger,
     TriggerEvent,
     TriggerFiring,
@@ -97,6 +100,34 @@ def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bo
     return False
 
 
+def _answered_before(trigger: Trigger, contact: Contact, origin: flows.Origin) -> dict | None:
+    """The answer another trigger already gave this event for the person, if any: its
+    firing, or (for a message, even once that trigger is deleted) the message delivery keyed
+    by the event (``message:<origin>``, or ``message:<origin>:<trigger id>`` from before)."""
+    firing = (
+        TriggerFiring.objects.filter(contact=contact, origin_key=origin.key)
+        .exclude(trigger=trigger)
+        .select_related("trigger")
+        .first()
+    )
+    if firing is not None:
+        return {"trigger": firing.trigger.name, "trigger_id": firing.trigger_id}
+    if origin.comment_id:
+        return None  # a comment's replies are keyed by the comment already
+    key = f"message:{origin.key}"
+    earlier = (
+        Delivery.objects.filter(contact=contact, kind=DeliveryKind.MESSAGE)
+        .filter(Q(dedupe_key=key) | Q(dedupe_key__startswith=f"{key}:"))
+        .exclude(trigger=trigger)
+        .select_related("trigger")
+        .first()
+    )
+    if earlier is None:
+        return None
+    name = earlier.trigger.name if earlier.trigger else "a trigger since deleted"
+    return {"trigger": name, "trigger_id": earlier.trigger_id}
+
+
 def _summary(decision_trigger: Trigger, decision: Decision | None, why: str) -> dict:
     summary = {
         "outcome": "matched",
@@ -123,6 +154,15 @@ def _answer(
     public_reply_to: str = "",
 ) -> dict:
     """Queue what the trigger sends for this event (public reply, first message, flow)."""
+    earlier = _answered_before(trigger, contact, origin)
+    if earlier is not None:
+        # Processed again ("Process again", replay) after the triggers changed: the event
+        # was answered already, and one thing a person wrote gets one answer.
+        return {
+            "outcome": "matched",
+            **earlier,
+            "why": "answered before; processing it again sends nothing new",
+        }
     if _cooled_down(trigger, contact, origin):
         seconds = trigger_cooldown_seconds(trigger)
         return {
@@ -183,10 +223,12 @@ def _single_message(
             comment_id=origin.comment_id,
             live_media_id=origin.live_media_id,
         )
+    # One answer per message a person sent, whichever trigger gives it: the key names the
+    # message, not the trigger (before, it named both: a different winner sent again).
     return messaging_services.delivery_create(
         **common,
         kind=DeliveryKind.MESSAGE,
-        dedupe_key=f"message:{origin.key}:{trigger.pk}",
+        dedupe_key=f"message:{origin.key}",
         payload=flows.render(spec, None),
     )
 
@@ -194,12 +236,60 @@ def _single_message(
 # -- comments -----------------------------------------------------------------------------------
 
 
+# A post whose publish time Meta could not give is asked again after this long.
+MEDIA_TIME_RETRY = timedelta(minutes=10)
+
+
+def accounts_waiting_for_next_post() -> set[int]:
+    """Ids of accounts with an enabled "next post" comment trigger (one cheap query: usually
+    none, and then processing reads nothing from Meta)."""
+    return set(
+        Trigger.objects.filter(enabled=True, event=TriggerEvent.COMMENT, extra__scope="next_post")
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def _waiting_for_next_post(account: InstagramAccount) -> list[Trigger]:
+    return [t for t in next_post_triggers(account=account) if not t.media_ids]
+
+
+def comment_prepare(*, account: InstagramAccount, comment: CommentEvent) -> None:
+    """What answering the comment needs from Meta, fetched before the event's transaction
+    (never while its row lock is held): the publish time of its post when a "next post"
+    trigger waits. Read once per post (kept in MediaPublishTime) and counted against the
+    account's budget (messaging.services.media_published_at)."""
+    if comment.is_reply or not comment.media_id or not _waiting_for_next_post(account):
+        return
+    known = MediaPublishTime.objects.filter(account=account, media_id=comment.media_id).first()
+    now = timezone.now()
+    if known is not None and (
+        known.published_at is not None or known.checked_at > now - MEDIA_TIME_RETRY
+    ):
+        return
+    published = messaging_services.media_published_at(account=account, media_id=comment.media_id)
+    MediaPublishTime.objects.update_or_create(
+        account=account,
+        media_id=comment.media_id,
+        defaults={"published_at": published, "checked_at": now},
+    )
+
+
 def _bind_next_post(account: InstagramAccount, comment: CommentEvent) -> list[str]:
-    """Point "next post" triggers at this post if it was published after they were armed."""
-    waiting = [t for t in next_post_triggers(account=account) if not t.media_ids]
+    """Point "next post" triggers at this post if it was published after they were armed.
+
+    The publish time comes from comment_prepare's record: no call to Meta here (this runs
+    inside the event's transaction). Unknown: nothing is bound, a later comment tries again.
+    """
+    waiting = _waiting_for_next_post(account)
     if not waiting or not comment.media_id:
         return []
-    published = messaging_services.media_published_at(account=account, media_id=comment.media_id)
+    published = (
+        MediaPublishTime.objects.filter(account=account, media_id=comment.media_id)
+        .values_list("published_at", flat=True)
+        .first()
+    )
     if published is None:
         return []
     bound = []

@@ -5,7 +5,9 @@ or not at all, and each error names the trigger and field to fix.
 """
 
 import logging
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import transaction
 
@@ -246,6 +248,107 @@ def _options(item: dict, event, where: str, errors: list[str]) -> str:
     return fires_on
 
 
+def _stored_options(item: dict, where: str, errors: list[str]) -> None:
+    """Options the product writes into a trigger itself (a "next post" trigger's arming and
+    binding), checked so a hand-edited value cannot break processing."""
+    armed_at = item.get("armed_at")
+    if armed_at is not None:
+        try:
+            parsed = datetime.fromisoformat(armed_at) if isinstance(armed_at, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            errors.append(
+                f"{where}.armed_at: a date and time with its UTC offset, e.g. "
+                '"2026-11-25T10:00:00+00:00".'
+            )
+    bound = item.get("bound_from_scope")
+    if bound is not None and bound != "next_post":
+        errors.append(f'{where}.bound_from_scope: only "next_post" (the product sets it).')
+
+
+def _parse_item(
+    item: object, index: int, errors: list[str], seen: set[tuple[int, str]]
+) -> tuple[str, TriggerSpec | None]:
+    """Validate one trigger of the file; returns (the label its errors start with, its spec
+    or None when it cannot be loaded)."""
+    where = f"triggers[{index}]"
+    if not isinstance(item, dict):
+        errors.append(f"{where}: must be an object.")
+        return where, None
+    name = item.get("name")
+    if isinstance(name, str) and name.strip():
+        where = f"{where} ({name[:40]})"
+        if len(name.strip()) > NAME_MAX_LENGTH:
+            errors.append(f"{where}.name: at most {NAME_MAX_LENGTH} characters.")
+    else:
+        errors.append(f"{where}.name: required, a non-empty string.")
+    reference = item.get("account")
+    account = account_by_reference(str(reference)) if reference else None
+    if account is None:
+        errors.append(
+            f"{where}.account: {reference!r} is not a connected account (username or id)."
+        )
+    event = item.get("event")
+    if event not in TriggerEvent.values:
+        errors.append(f"{where}.event: must be one of {', '.join(TriggerEvent.values)}.")
+    match = item.get("match", MatchMode.CONTAINS)
+    if match not in MatchMode.values:
+        errors.append(f"{where}.match: must be one of {', '.join(MatchMode.values)}.")
+    keywords = _string_list(item.get("keywords"), f"{where}.keywords", errors)
+    examples = _string_list(item.get("examples"), f"{where}.examples", errors)
+    fires_on = _options(item, event, where, errors)
+    _stored_options(item, where, errors)
+    if event == TriggerEvent.STORY_MENTION and match != MatchMode.ANY:
+        errors.append(f'{where}.match: a story mention has no text; use "match": "any".')
+    if fires_on != FiresOn.MATCH:
+        pass  # default and welcome replies answer whatever was said
+    elif match in (MatchMode.EXACT, MatchMode.CONTAINS, MatchMode.FUZZY) and not keywords:
+        errors.append(f"{where}.keywords: match {match!r} needs at least one keyword.")
+    elif match == MatchMode.INTENT and not (keywords or examples):
+        errors.append(f"{where}: an intent trigger needs keywords or examples.")
+    media_ids = _string_list(item.get("media_ids"), f"{where}.media_ids", errors, digits=True)
+    public_replies = _string_list(item.get("public_replies"), f"{where}.public_replies", errors)
+    if event != TriggerEvent.COMMENT and (media_ids or public_replies):
+        errors.append(f"{where}: media_ids and public_replies apply to comment triggers only.")
+    steps = _steps(item.get("steps"), f"{where}.steps", errors)
+    messages = _messages(item.get("messages"), f"{where}.messages", errors, set(steps))
+    if event == TriggerEvent.COMMENT:
+        _no_gate_before_consent(messages, f"{where}.messages[0]", errors)
+    if not messages and not public_replies:
+        errors.append(f"{where}: needs messages or public_replies, or it would send nothing.")
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append(f"{where}.enabled: must be true or false.")
+    priority = item.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        errors.append(f"{where}.priority: must be a whole number.")
+    if account is not None and isinstance(name, str):
+        key = (account.pk, name.strip())
+        if key in seen:
+            errors.append(f"{where}: the name is used twice for account @{account.username}.")
+        seen.add(key)
+    if account is None or not isinstance(name, str):
+        return where, None
+    spec = TriggerSpec(
+        account=account,
+        values={
+            "name": name.strip(),
+            "event": event,
+            "match": match,
+            "keywords": keywords,
+            "examples": examples,
+            "media_ids": media_ids,
+            "public_replies": public_replies,
+            "messages": messages,
+            "enabled": enabled,
+            "priority": priority,
+        },
+        extra={key: value for key, value in item.items() if key not in KNOWN_FIELDS},
+    )
+    return where, spec
+
+
 def parse_trigger_file(data: object) -> list[TriggerSpec]:
     """Validate a parsed trigger file; raises TriggerFileError listing every problem."""
     if not isinstance(data, dict) or not isinstance(data.get("triggers"), list):
@@ -254,84 +357,28 @@ def parse_trigger_file(data: object) -> list[TriggerSpec]:
     specs: list[TriggerSpec] = []
     seen: set[tuple[int, str]] = set()
     for index, item in enumerate(data["triggers"]):
-        where = f"triggers[{index}]"
-        if not isinstance(item, dict):
-            errors.append(f"{where}: must be an object.")
-            continue
-        name = item.get("name")
-        if isinstance(name, str) and name.strip():
-            where = f"{where} ({name[:40]})"
-            if len(name.strip()) > NAME_MAX_LENGTH:
-                errors.append(f"{where}.name: at most {NAME_MAX_LENGTH} characters.")
-        else:
-            errors.append(f"{where}.name: required, a non-empty string.")
-        reference = item.get("account")
-        account = account_by_reference(str(reference)) if reference else None
-        if account is None:
-            errors.append(
-                f"{where}.account: {reference!r} is not a connected account (username or id)."
-            )
-        event = item.get("event")
-        if event not in TriggerEvent.values:
-            errors.append(f"{where}.event: must be one of {', '.join(TriggerEvent.values)}.")
-        match = item.get("match", MatchMode.CONTAINS)
-        if match not in MatchMode.values:
-            errors.append(f"{where}.match: must be one of {', '.join(MatchMode.values)}.")
-        keywords = _string_list(item.get("keywords"), f"{where}.keywords", errors)
-        examples = _string_list(item.get("examples"), f"{where}.examples", errors)
-        fires_on = _options(item, event, where, errors)
-        if event == TriggerEvent.STORY_MENTION and match != MatchMode.ANY:
-            errors.append(f'{where}.match: a story mention has no text; use "match": "any".')
-        if fires_on != FiresOn.MATCH:
-            pass  # default and welcome replies answer whatever was said
-        elif match in (MatchMode.EXACT, MatchMode.CONTAINS, MatchMode.FUZZY) and not keywords:
-            errors.append(f"{where}.keywords: match {match!r} needs at least one keyword.")
-        elif match == MatchMode.INTENT and not (keywords or examples):
-            errors.append(f"{where}: an intent trigger needs keywords or examples.")
-        media_ids = _string_list(item.get("media_ids"), f"{where}.media_ids", errors, digits=True)
-        public_replies = _string_list(item.get("public_replies"), f"{where}.public_replies", errors)
-        if event != TriggerEvent.COMMENT and (media_ids or public_replies):
-            errors.append(f"{where}: media_ids and public_replies apply to comment triggers only.")
-        steps = _steps(item.get("steps"), f"{where}.steps", errors)
-        messages = _messages(item.get("messages"), f"{where}.messages", errors, set(steps))
-        if event == TriggerEvent.COMMENT:
-            _no_gate_before_consent(messages, f"{where}.messages[0]", errors)
-        if not messages and not public_replies:
-            errors.append(f"{where}: needs messages or public_replies, or it would send nothing.")
-        enabled = item.get("enabled", True)
-        if not isinstance(enabled, bool):
-            errors.append(f"{where}.enabled: must be true or false.")
-        priority = item.get("priority", 0)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            errors.append(f"{where}.priority: must be a whole number.")
-        if account is not None and isinstance(name, str):
-            key = (account.pk, name.strip())
-            if key in seen:
-                errors.append(f"{where}: the name is used twice for account @{account.username}.")
-            seen.add(key)
-        if account is None or not isinstance(name, str):
-            continue
-        specs.append(
-            TriggerSpec(
-                account=account,
-                values={
-                    "name": name.strip(),
-                    "event": event,
-                    "match": match,
-                    "keywords": keywords,
-                    "examples": examples,
-                    "media_ids": media_ids,
-                    "public_replies": public_replies,
-                    "messages": messages,
-                    "enabled": enabled,
-                    "priority": priority,
-                },
-                extra={key: value for key, value in item.items() if key not in KNOWN_FIELDS},
-            )
-        )
+        _, spec = _parse_item(item, index, errors, seen)
+        if spec is not None:
+            specs.append(spec)
     if errors:
         raise TriggerFileError(errors)
     return specs
+
+
+def trigger_errors(item: dict) -> dict[str, list[str]]:
+    """Validate one trigger, given in the file's shape, exactly as import does: every stored
+    trigger must be one the file could load. Returns the problems by field ("account",
+    "messages", ... and for the options beyond those, their own name; "" for the trigger as a
+    whole), each saying what is wrong where, e.g. "messages[0].text: 1200 characters; ..."."""
+    errors: list[str] = []
+    where, _ = _parse_item(item, 0, errors, set())
+    by_field: dict[str, list[str]] = {}
+    for error in errors:
+        rest = error[len(where) :] if error.startswith(where) else error
+        field_match = re.match(r"\.([A-Za-z_]+)", rest)
+        field_name = field_match.group(1) if field_match else ""
+        by_field.setdefault(field_name, []).append(rest.lstrip(".: ") or error)
+    return by_field
 
 
 def _warnings(spec: TriggerSpec, label: str) -> list[str]:

@@ -44,3 +44,30 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"Webhook event {self.pk} ({self.state})"
+
+
+class WebhookEventPart(models.Model):
+    """The updates of one event that name one account (``entry[].id``), with what processing
+    made of them: Meta batches several accounts' updates into one POST, and each workspace's
+    people may read only their accounts' part (webhooks.selectors). Written when the event is
+    processed; an unconnected account's part has no account (agency admins only)."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="parts")
+    instagram_id = models.CharField("account id in the body", max_length=64, blank=True)
+    account = models.ForeignKey(
+        "accounts.InstagramAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhook_event_parts",
+    )
+    # {"object": ..., "entry": [this account's entries]}, as received.
+    body = models.TextField()
+    result = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["event", "pk"]
+        indexes = [models.Index(fields=["account", "event"], name="event_part_account")]
+
+    def __str__(self) -> str:
+        return f"Part of webhook event {self.event_id} for {self.instagram_id or 'no account'}"

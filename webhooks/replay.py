@@ -25,8 +25,10 @@ Data flows one way: webhooks calls messaging's service for (a), never the revers
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -40,12 +42,13 @@ from accounts.tokens import DISCONNECT_ACTIONS
 from messaging import services as messaging_services
 from messaging.models import Delivery
 from webhooks.models import EventState, WebhookEvent
-from webhooks.services import webhook_event_reprocess
+from webhooks.services import webhook_event_schedule
 
 logger = logging.getLogger(__name__)
 
 ACTION_REPLAYED = "replayed"
-MAX_EVENTS = 5000  # a guard; a week of one account's ignored events is far fewer
+# Events are queued again this many at a time (one UPDATE each batch), however many there are.
+REPLAY_BATCH = 500
 
 
 class ReplayError(ValueError):
@@ -82,29 +85,47 @@ def disconnection_period(account: InstagramAccount, *, now: datetime) -> tuple[d
     return (min(traces) if traces else floor), end
 
 
-def events_missed(
-    account: InstagramAccount, *, start: datetime, end: datetime, now: datetime
-) -> list[int]:
-    """Ids of the events to process again (module docstring, (b)), oldest first."""
+def events_missed(account: InstagramAccount, *, start: datetime, end: datetime, now: datetime):
+    """Ids of the events to process again (module docstring, (b)), oldest first, as a lazy
+    queryset: chosen for this account in SQL (linked to it, or naming it in ``account_ids``
+    when not linked yet), so other accounts' events never crowd it out."""
     grace = now - timedelta(seconds=settings.PENDING_EVENT_GRACE_SECONDS)
-    events = (
+    names_it = Q(accounts=account)
+    for own_id in {account.ig_user_id, account.ig_alt_id} - {""}:
+        # account_ids is a JSON list of strings: the quoted id, matched as text (SQLite too).
+        names_it |= Q(account_ids__icontains=json.dumps(own_id))
+    candidates = (
         WebhookEvent.objects.filter(received_at__gte=start, received_at__lte=end)
         .filter(
             Q(state__in=[EventState.IGNORED, EventState.FAILED])
             | Q(state=EventState.PENDING, received_at__lt=grace)
         )
         .exclude(error__startswith=REDACTED_PREFIX)
+        .filter(names_it)
     )
-    linked = set(events.filter(accounts=account).values_list("pk", flat=True))
-    own_ids = {account.ig_user_id, account.ig_alt_id} - {""}
-    # account_ids is a JSON list; matched here rather than in SQL, which SQLite cannot do.
-    return [
-        pk
-        for pk, account_ids in events.order_by("received_at", "pk").values_list(
-            "pk", "account_ids"
-        )[:MAX_EVENTS]
-        if pk in linked or own_ids & {str(i) for i in account_ids or []}
-    ]
+    # A subquery, not a join: an event linked to two accounts must not come twice.
+    return (
+        WebhookEvent.objects.filter(pk__in=candidates.values("pk"))
+        .order_by("received_at", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _reprocess_in_batches(event_ids) -> int:
+    """Queue every event again, REPLAY_BATCH at a time: bounded memory whatever the number."""
+    count, after = 0, None
+    while True:
+        page = event_ids if after is None else event_ids.filter(pk__gt=after)
+        batch = list(page.order_by("pk")[:REPLAY_BATCH])
+        if not batch:
+            return count
+        WebhookEvent.objects.filter(pk__in=batch).update(
+            state=EventState.PENDING, error="", processing_attempts=0
+        )
+        for event_id in batch:
+            transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))
+        count += len(batch)
+        after = batch[-1]
 
 
 def account_replay_disconnected(*, account: InstagramAccount, actor=None) -> dict:
@@ -131,12 +152,14 @@ def account_replay_disconnected(*, account: InstagramAccount, actor=None) -> dic
         sends = messaging_services.deliveries_requeue_skipped_for_reconnect(
             account_id=locked.pk, since=previous, now=now
         )
-        event_ids = events_missed(locked, start=start, end=end, now=now) if start <= end else []
-        for event_id in event_ids:
-            webhook_event_reprocess(event_id=event_id)
+        reprocessed = 0
+        if start <= end:
+            reprocessed = _reprocess_in_batches(
+                events_missed(locked, start=start, end=end, now=now)
+            )
         result = {
             "deliveries_requeued": sends["requeued"],
-            "events_reprocessed": len(event_ids),
+            "events_reprocessed": reprocessed,
             "too_old": sends["too_old"],
         }
         audit_record(
@@ -146,7 +169,7 @@ def account_replay_disconnected(*, account: InstagramAccount, actor=None) -> dic
             changes={name: [None, value] for name, value in result.items()},
             note=(
                 f"Replayed after reconnecting: {result['deliveries_requeued']} send(s) queued "
-                f"again, {result['too_old']} too old to send, {len(event_ids)} event(s) "
+                f"again, {result['too_old']} too old to send, {reprocessed} event(s) "
                 f"processed again (received {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)."
             ),
         )

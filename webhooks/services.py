@@ -25,18 +25,25 @@ from meta.payloads import (
     parse_webhook,
 )
 from triggers import services as trigger_services
-from webhooks.models import EventState, WebhookEvent
+from webhooks.models import EventState, WebhookEvent, WebhookEventPart
+from webhooks.selectors import split_body
 
 logger = logging.getLogger(__name__)
 
 # After this many crashed processing attempts an event is marked failed instead of retried.
 MAX_PROCESSING_ATTEMPTS = 5
 MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
+# The outcome of an update whose processing raised (its savepoint rolled back).
+FAILED_OUTCOME = "failed"
 HOT_ACCOUNT_WINDOW_SECONDS = 10
 
 
 class InvalidWebhookBody(ValueError):
     """The body is not a JSON object."""
+
+
+class UpdatesFailed(RuntimeError):
+    """Every update of an event failed: the event is retried as after a crash."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +221,40 @@ def _handle(item, event: WebhookEvent) -> dict:
     return {"type": type(item).__name__, "outcome": "ignored"}
 
 
+def _kind_of(item) -> str:
+    if isinstance(item, CommentEvent):
+        return "comment"
+    if isinstance(item, MessagingEvent):
+        return str(item.kind)
+    if isinstance(item, MentionEvent):
+        return "mention"
+    return getattr(item, "field", "") or "unknown"
+
+
+def _handle_in_savepoint(item, event: WebhookEvent) -> dict:
+    """One update, in its own savepoint: a failure (a malformed trigger, a bug) undoes only
+    this update's writes and is recorded on its result, so the other updates of a batched
+    event (often other workspaces' accounts) are still answered."""
+    try:
+        with transaction.atomic():
+            outcome = _handle(item, event)
+    except Exception as exc:
+        logger.exception(
+            "Webhook event %s: an update for account %s failed", event.pk, item.account_id
+        )
+        outcome = {
+            "type": _kind_of(item),
+            "outcome": FAILED_OUTCOME,
+            "why": f"Processing failed ({type(exc).__name__}: {exc})"[:500],
+        }
+    # Each result names its update's account: the part of the event it belongs to.
+    return {**outcome, "account": item.account_id}
+
+
 def _overall_state(results: list[dict]) -> str:
     outcomes = {result["outcome"] for result in results}
+    if FAILED_OUTCOME in outcomes:
+        return EventState.FAILED
     if outcomes & {"matched", "cooled_down"}:
         return EventState.PROCESSED
     if "no_match" in outcomes:
@@ -239,26 +278,124 @@ def _link_accounts(event: WebhookEvent) -> None:
             )
 
 
+def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
+    """One part per account the body names: its entries and their results (selectors). The
+    accounts are linked too (intake's ``account_ids`` keeps only the first 50). ``replace``:
+    the event may have parts from an earlier processing, which the new result replaces."""
+    if replace:
+        event.parts.all().delete()
+    obj, groups, _ = split_body(event.raw_body, list(event.result or []))
+    ids = [group.instagram_id for group in groups if group.instagram_id]
+    accounts = accounts_for_instagram_ids(ids) if ids else []
+    by_id = {i: a for a in accounts for i in (a.ig_user_id, a.ig_alt_id) if i}
+    if accounts:
+        event.accounts.add(*accounts)
+    created = WebhookEventPart.objects.bulk_create(
+        WebhookEventPart(
+            event=event,
+            instagram_id=group.instagram_id,
+            account=by_id.get(group.instagram_id) if group.instagram_id else None,
+            body=json.dumps({"object": obj, "entry": group.entries}, ensure_ascii=False),
+            result=group.result,
+        )
+        for group in groups
+    )
+    return len(created)
+
+
+def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[int | None, int]:
+    """Store the per-account parts of events processed before parts existed, one batch of
+    events after ``after_pk``. Returns (the batch's last id, or None when there are no more
+    events; how many it split). ``split_webhook_events`` runs it to the end."""
+    batch = list(
+        WebhookEvent.objects.filter(pk__gt=after_pk)
+        .exclude(state__in=[EventState.PENDING, EventState.REJECTED])
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    if not batch:
+        return None, 0
+    split = 0
+    for event in WebhookEvent.objects.filter(pk__in=batch, parts__isnull=True).order_by("pk"):
+        with transaction.atomic():
+            split += bool(_store_parts(event))
+    return batch[-1], split
+
+
+def _prepare(event_id: int) -> None:
+    """What processing will need from Meta, fetched first, outside any transaction: nothing
+    calls Meta while the event's row lock is held (triggers.services.comment_prepare)."""
+    waiting = trigger_services.accounts_waiting_for_next_post()
+    if not waiting:
+        return
+    raw_body = (
+        WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
+        .values_list("raw_body", flat=True)
+        .first()
+    )
+    if raw_body is None:
+        return
+    try:
+        items = parse_webhook(json.loads(raw_body))
+    except (PayloadError, ValueError):
+        return  # processing records why
+    comments = [item for item in items if isinstance(item, CommentEvent)]
+    ids = sorted({item.account_id for item in comments if item.account_id})
+    by_id = {
+        instagram_id: account
+        for account in accounts_for_instagram_ids(ids)
+        if account.pk in waiting
+        for instagram_id in (account.ig_user_id, account.ig_alt_id)
+        if instagram_id
+    }
+    for item in comments:
+        account = by_id.get(item.account_id)
+        if account is None:
+            continue
+        try:
+            trigger_services.comment_prepare(account=account, comment=item)
+        except Exception:
+            # Best effort: without it a "next post" trigger waits for a later comment.
+            logger.exception("Preparing comment %s of event %s failed", item.comment_id, event_id)
+
+
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
     WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
         processing_attempts=F("processing_attempts") + 1
     )
+    _prepare(event_id)
     try:
         with transaction.atomic():
             # The row lock makes a second worker wait, then see the event is no longer pending.
             event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
             if event is None or event.state != EventState.PENDING:
                 return event
+            processed_before = event.processed_at is not None
+            body = json.loads(event.raw_body)
             try:
-                items = parse_webhook(json.loads(event.raw_body))
+                items = parse_webhook(body)
             except PayloadError as exc:
                 event.state, event.error = EventState.FAILED, f"Unreadable payload: {exc}"
+                items = None
             else:
-                event.result = [_handle(item, event) for item in items]
+                event.result = [_handle_in_savepoint(item, event) for item in items]
                 event.state = _overall_state(event.result)
-                event.error = ""
-            _link_accounts(event)
+                failed = sum(result["outcome"] == FAILED_OUTCOME for result in event.result)
+                if failed and failed == len(items):
+                    # Nothing went through: a crash, retried like one (rolled back, pending).
+                    raise UpdatesFailed(event.result[0]["why"])
+                event.error = (
+                    f"{failed} of {len(items)} update(s) could not be processed; each says why "
+                    "in the result. Fix the cause, then process the event again (what was "
+                    "already answered is not sent twice)."
+                    if failed
+                    else ""
+                )
+            if items is None:
+                _link_accounts(event)
+            else:
+                _store_parts(event, replace=processed_before)
             event.processed_at = timezone.now()
             event.save(update_fields=["state", "error", "result", "processed_at"])
             return event
@@ -352,3 +489,22 @@ def webhook_event_reprocess(*, event_id: int) -> None:
         state=EventState.PENDING, error="", processing_attempts=0
     )
     transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))
+
+
+# Events deleted per statement by purge_events: memory and lock time stay bounded.
+PURGE_BATCH = 1000
+
+
+def webhook_events_purge(*, queryset, batch_size: int | None = None) -> int:
+    """Delete the events of ``queryset`` a batch at a time, each batch its own transaction,
+    without reading their raw bodies (only ids are loaded); returns how many went. Deliveries
+    keep their record (their event link is cleared); parts and account links go with them."""
+    batch_size = batch_size or PURGE_BATCH
+    deleted = 0
+    while True:
+        batch = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            _, counts = WebhookEvent.objects.filter(pk__in=batch).only("pk").delete()
+        deleted += counts.get(WebhookEvent._meta.label, 0)

@@ -5,9 +5,10 @@ import logging
 from datetime import timedelta
 
 import pytest
-from django.test import Client
+from django.test import Client, TestCase
 from django.utils import timezone
 
+from accounts import callbacks
 from accounts.models import (
     AccountStatus,
     AuditEntry,
@@ -50,9 +51,11 @@ def signed(user_id=PERSON, secret=None, **payload):
     return make_signed_request(body, secret or settings.META_APP_SECRET)
 
 
-def post(path, signed_request=None, client=None):
+def post(path, signed_request=None, client=None, *, run_queued_work=True):
+    """Meta's POST; then what it queued runs (the data deletion task), unless told not to."""
     data = {} if signed_request is None else {"signed_request": signed_request}
-    return (client or Client()).post(path, data)
+    with TestCase.captureOnCommitCallbacks(execute=run_queued_work):
+        return (client or Client()).post(path, data)
 
 
 def store_event(body: dict) -> WebhookEvent:
@@ -73,6 +76,9 @@ def store_event(body: dict) -> WebhookEvent:
         ("OTHER_ALGORITHM", "only HMAC-SHA256 is accepted"),
         ("NO_USER", "names no user_id"),
         ("ODD_USER", "is not a Meta user id"),
+        ("STALE", "only those issued in the last 300 s are accepted"),
+        ("NO_TIME", "has no issued_at time"),
+        ("FUTURE", "issued_at is in the future"),
     ],
 )
 def test_a_bad_signed_request_is_400_and_changes_nothing(path, signed_request, error, caplog):
@@ -85,6 +91,10 @@ def test_a_bad_signed_request_is_400_and_changes_nothing(path, signed_request, e
         "OTHER_ALGORITHM": signed(algorithm="HMAC-SHA1"),
         "NO_USER": signed(user_id=None),
         "ODD_USER": signed(user_id="1 OR 1=1"),
+        # Captured a while ago and replayed (after the person reconnected, say).
+        "STALE": signed(issued_at=int(timezone.now().timestamp()) - 301),
+        "NO_TIME": signed(issued_at=None),
+        "FUTURE": signed(issued_at=int(timezone.now().timestamp()) + 600),
     }
     signed_request = special.get(signed_request, signed_request)
 
@@ -376,3 +386,86 @@ def test_a_deauthorize_record_has_no_public_status_page():
     record = DataDeletionRequest.objects.get()
 
     assert Client().get(f"/meta/data-deletion/{record.confirmation_code}/").status_code == 404
+
+
+# --- data deletion runs in a task, in batches, with its progress on the status page ---------------
+def test_data_deletion_answers_meta_at_once_and_the_work_runs_in_a_task():
+    account, _, event = _connected_account_with_history()
+
+    response = post("/meta/data-deletion/", signed(), run_queued_work=False)
+
+    assert response.status_code == 200
+    code = response.json()["confirmation_code"]
+    # Nothing deleted inside Meta's request: the answer does not wait for the work.
+    assert Contact.objects.filter(account=account).exists()
+    record = DataDeletionRequest.objects.get()
+    assert record.status == "in_progress"
+    page = Client().get(f"/meta/data-deletion/{code}/").content.decode()
+    assert "In progress: about 0% done" in page
+
+    assert callbacks.data_deletion_run(record_id=record.pk) == "completed"
+    assert not Contact.objects.filter(account=account).exists()
+    event.refresh_from_db()
+    assert event.error.startswith("Redacted")
+    assert "Completed" in Client().get(f"/meta/data-deletion/{code}/").content.decode()
+
+
+def test_data_deletion_works_in_bounded_batches_and_shows_how_far_it_got(monkeypatch):
+    monkeypatch.setattr(callbacks, "DELETE_BATCH", 2)
+    monkeypatch.setattr(callbacks, "EVENT_SCAN_BATCH", 3)
+    queued = []
+    monkeypatch.setattr(callbacks, "_queue_run", queued.append)
+    shop = InstagramAccountFactory()
+    for n in range(5):
+        contact = ContactFactory(account=shop, igsid=f"{COMMENTER}{n}" if n else COMMENTER)
+        DeliveryFactory(account=shop, contact=contact if n == 0 else None, recipient=COMMENTER)
+    their_events = [
+        store_event(comment_body(account_id=shop.ig_user_id, text=f"hi {n}", from_id=COMMENTER))
+        for n in range(4)
+    ]
+    others = [
+        store_event(comment_body(account_id=shop.ig_user_id, text=f"yo {n}", from_id="5550001"))
+        for n in range(4)
+    ]
+    record = callbacks.meta_data_deletion(user_id=COMMENTER)
+    percents, runs = [], 0
+    while DataDeletionRequest.objects.get(pk=record.pk).status == "in_progress":
+        callbacks.data_deletion_run(record_id=record.pk, seconds=0)  # one batch per run
+        runs += 1
+        assert runs < 30
+        page = Client().get(f"/meta/data-deletion/{record.confirmation_code}/").content.decode()
+        percents.append(callbacks.data_deletion_share_done(DataDeletionRequest.objects.get()))
+        assert "Completed" in page or f"about {percents[-1]}% done" in page
+    assert len(queued) == runs - 1  # each run that stopped early queued the next
+    assert percents == sorted(percents) and percents[-1] == 100
+    record.refresh_from_db()
+    assert record.summary["deliveries"] == 5
+    assert record.summary["contacts"] == 1
+    assert record.summary["events_redacted"] == 4
+    for event in their_events:
+        event.refresh_from_db()
+        assert COMMENTER not in event.raw_body
+    for event in others:
+        event.refresh_from_db()
+        assert "yo" in event.raw_body
+
+
+def test_a_deletion_whose_task_was_lost_is_queued_again_by_beat(monkeypatch):
+    queued = []
+    monkeypatch.setattr(callbacks, "_queue_run", queued.append)
+    record = callbacks.meta_data_deletion(user_id=PERSON)
+    assert callbacks.data_deletions_resume() == 0  # just queued: not lost
+    DataDeletionRequest.objects.filter(pk=record.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert callbacks.data_deletions_resume() == 1
+    assert record.pk in queued
+
+
+def test_a_deauthorize_captured_earlier_cannot_wipe_a_reconnected_token():
+    account = InstagramAccountFactory(meta_user_id=PERSON)
+    captured = signed(issued_at=int(timezone.now().timestamp()) - 3600)
+    response = post("/meta/deauthorize/", captured)
+    assert response.status_code == 400
+    account.refresh_from_db()
+    assert account.status == AccountStatus.ACTIVE and account.access_token

@@ -543,6 +543,7 @@ def stack_env(
         META_APP_SECRET=APP_SECRET,
         META_VERIFY_TOKEN="faults-verify",
         TOKEN_ENCRYPTION_KEY="faults-token-key",
+        EMAIL_URL="dummymail://",
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
         REDIS_URL=redis_url,

@@ -1,5 +1,10 @@
 """The newcomer's first run: no configuration at all (SQLite, filesystem broker), real
-processes started the way the demo starts them, and a simulated comment answered."""
+processes started the way the demo starts them, and a simulated comment answered.
+
+The environment is the one bin/demo gives its processes: nothing from the runner's own
+configuration (DEBUG included: production is the default), then exactly what bin/demo-env
+exports (DEBUG=1 and the stand-in's bases), so the test fails if the demo stops setting them.
+"""
 
 import json
 import os
@@ -12,7 +17,15 @@ from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port, start_wo
 
 pytestmark = pytest.mark.e2e
 
-CONFIG_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")
+CONFIG_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_URL",
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "EMAIL_URL",
+)
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -29,14 +42,27 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return completed.stdout
 
 
+def demo_environment(base: dict[str, str], standin_port: int) -> dict[str, str]:
+    """`base` plus what bin/demo exports (it sources bin/demo-env), read from a shell."""
+    shell_env = {**base, "STANDIN_PORT": str(standin_port)}
+    completed = subprocess.run(
+        ["bash", "-c", ". bin/demo-env && env -0"],
+        cwd=BASE_DIR,
+        env=shell_env,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    pairs = completed.stdout.decode().split("\0")
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
 def test_zero_config_demo_answers_a_comment(tmp_path):
     standin_port, web_port = free_port(), free_port()
-    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env.update(
-        VAR_DIR=str(tmp_path / "var"),
-        META_GRAPH_URL=f"http://127.0.0.1:{standin_port}/v24.0",
-        META_INSTAGRAM_GRAPH_URL=f"http://127.0.0.1:{standin_port}/v24.0",
-    )
+    newcomer = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    newcomer["VAR_DIR"] = str(tmp_path / "var")
+    env = demo_environment(newcomer, standin_port)
+    assert env["DEBUG"] == "1"
     _manage(env, "migrate", "--noinput", "-v0")
     assert "demo.studio" in _manage(env, "load_demo")
 

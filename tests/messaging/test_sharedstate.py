@@ -273,3 +273,28 @@ def test_database_takers_of_overlapping_budgets_are_serialised(prefix):
     _race([send], [send, private_reply])
 
     assert BudgetUse.objects.filter(key=send.key).count() == 1
+
+
+def test_redis_budgets_use_redis_time_so_a_worker_clock_behind_cannot_eat_the_headroom(
+    prefix, monkeypatch
+):
+    """Two workers on different hosts share a budget of 1 use per 2 s. Worker A's clock runs
+    5 s behind: its use must still count for worker B, whose clock is right."""
+    state = RedisState(REDIS_URL)
+    try:
+        state.client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    budget = Budget(f"{prefix}:send", limit=1, window=2.0)
+    try:
+        real_time = time.time
+        monkeypatch.setattr("messaging.sharedstate.time.time", lambda: real_time() - 5)
+        assert state.try_acquire([budget]) == 0.0  # worker A, clock behind
+        monkeypatch.setattr("messaging.sharedstate.time.time", real_time)
+        wait = state.try_acquire([budget])  # worker B, right away
+        assert 0 < wait <= 2.0
+        assert state.room([budget]) > 0
+        assert state.used(budget) == 1
+    finally:
+        for key in state.client.scan_iter(match=f"*{prefix}*"):
+            state.client.delete(key)

@@ -217,3 +217,16 @@ def test_parse_signed_request_strips_surrounding_whitespace():
 def test_parse_signed_request_rejects_non_string():
     with pytest.raises(SignedRequestError, match="empty"):
         parse_signed_request(None, SECRET)  # type: ignore[arg-type]
+
+
+def test_signed_request_freshness_is_checked_when_asked():
+    fresh = make_signed_request({"user_id": "1", "issued_at": 1_000_000}, SECRET)
+    assert parse_signed_request(fresh, SECRET, max_age_seconds=300, now=1_000_299)["user_id"] == "1"
+    with pytest.raises(SignedRequestError, match="issued 301 s ago"):
+        parse_signed_request(fresh, SECRET, max_age_seconds=300, now=1_000_301)
+    with pytest.raises(SignedRequestError, match="in the future"):
+        parse_signed_request(fresh, SECRET, max_age_seconds=300, now=1_000_000 - 61)
+    timeless = make_signed_request({"user_id": "1"}, SECRET)
+    with pytest.raises(SignedRequestError, match="no issued_at"):
+        parse_signed_request(timeless, SECRET, max_age_seconds=300)
+    assert parse_signed_request(timeless, SECRET)["user_id"] == "1"  # without the check

@@ -309,16 +309,21 @@ def test_intent_trigger_answers_by_meaning(account, graph, process):
     assert first.result[0]["score"] >= 58
 
 
-def test_a_comment_kicks_its_accounts_pacer_once(account, django_capture_on_commit_callbacks):
+def test_a_comment_kicks_its_accounts_pacer_once(
+    account, django_capture_on_commit_callbacks, monkeypatch
+):
     from accounts import services as account_services
-    from messaging.services import pacer_kick
     from meta.payloads import parse_webhook
     from triggers.services import comment_answer
 
+    kicked = []
+    monkeypatch.setattr(
+        "messaging.services.pacer_kick", lambda account_id: kicked.append(account_id)
+    )
     TriggerFactory(account=account, keywords=["guide"])
     body = samples.comment_body(account_id=account.ig_user_id, text="guide")
     (comment,) = parse_webhook(body)
-    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         contact = account_services.contact_record_comment(
             account=account, igsid=comment.from_id, username="", commented_at=comment.occurred_at
         )
@@ -326,6 +331,67 @@ def test_a_comment_kicks_its_accounts_pacer_once(account, django_capture_on_comm
             account=account, comment=comment, contact=contact, event_id=None,
             event_received_at=None,
         )  # fmt: skip
-    kicks = [c for c in callbacks if getattr(c, "func", None) is pacer_kick]
     assert Delivery.objects.count() == 2
-    assert len(kicks) == 1
+    assert kicked == [account.pk]
+
+
+def test_a_rolled_back_transaction_does_not_swallow_the_next_kick(
+    account, django_capture_on_commit_callbacks, monkeypatch
+):
+    from messaging.services import pace_after_commit
+
+    kicked = []
+    monkeypatch.setattr(
+        "messaging.services.pacer_kick", lambda account_id: kicked.append(account_id)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        try:
+            with transaction.atomic():
+                pace_after_commit(account.pk)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        with transaction.atomic():
+            with transaction.atomic():  # a savepoint rolled back inside the transaction
+                pace_after_commit(account.pk)
+                transaction.set_rollback(True)
+            pace_after_commit(account.pk)
+            pace_after_commit(account.pk)
+    assert kicked == [account.pk]
+
+
+@pytest.mark.parametrize(
+    "then", ["other_trigger_wins", "first_trigger_deleted", "a_flow_wins", "deleted_then_a_flow"]
+)
+def test_processing_a_dm_again_never_answers_it_twice(
+    account, graph, process, django_capture_on_commit_callbacks, then
+):
+    """ "Process again" after the triggers changed: one answer per message a person sent."""
+    from webhooks.services import webhook_event_reprocess
+
+    first = TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[],
+        messages=[{"text": "It is 20 EUR"}],
+    )  # fmt: skip
+    event = process(dm(account, "price?"))
+    assert texts(graph) == ["It is 20 EUR"]
+    if then in ("first_trigger_deleted", "deleted_then_a_flow"):
+        first.delete()
+    else:
+        first.enabled = False
+        first.save()
+    messages = [{"text": "Now 25 EUR"}]
+    if then in ("a_flow_wins", "deleted_then_a_flow"):
+        messages = [{"text": "Now 25 EUR"}, {"text": "And shipping is free"}]
+    TriggerFactory(
+        account=account, event="dm", keywords=["price"], public_replies=[], messages=messages,
+        priority=5,
+    )  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_event_reprocess(event_id=event.pk)
+
+    event.refresh_from_db()
+    assert event.state == EventState.PROCESSED
+    assert texts(graph) == ["It is 20 EUR"]
+    assert Delivery.objects.count() == 1

@@ -11,7 +11,7 @@ from messaging import services as messaging_services
 from messaging.models import Delivery, DeliveryKind, DeliveryStatus
 from meta import samples
 from tests.conftest import GRAPH
-from tests.factories import TriggerFactory
+from tests.factories import ContactFactory, DeliveryFactory, TriggerFactory
 from tests.triggers.conftest import PERSON
 from triggers import flows
 from triggers.models import FlowRun, FlowStatus
@@ -367,3 +367,59 @@ def test_consent_required_is_never_taken_for_following(account, graph, process):
     # A consent refusal on a profile read never holds the account.
     account.refresh_from_db()
     assert account.status == "active"
+
+
+def test_sweeper_finds_an_older_run_behind_a_thousand_newer_waiting_ones(account):
+    """Selected by state in SQL: newer runs still waiting for their message cannot hide an
+    older one whose message was sent (the sweeper took the 1,000 newest before)."""
+    trigger = flow_trigger(account, messages=[{"text": "a"}, {"text": "b"}], extra={})
+    contact = ContactFactory(account=account, last_interaction_at=timezone.now())
+    sent = DeliveryFactory(account=account, contact=contact, status=DeliveryStatus.SENT)
+    waiting = DeliveryFactory(account=account, contact=contact, status=DeliveryStatus.QUEUED)
+    now = timezone.now()
+    old = FlowRun.objects.create(
+        account=account, trigger=trigger, contact=contact, origin_key="mid:old",
+        segment_key="mid:old", waiting_delivery_id=sent.pk,
+    )  # fmt: skip
+    newer = {"account": account, "trigger": trigger, "contact": contact}
+    FlowRun.objects.bulk_create(
+        FlowRun(
+            **newer, origin_key=f"mid:{n}", segment_key=f"mid:{n}", waiting_delivery_id=waiting.pk
+        )
+        for n in range(1001)
+    )
+    FlowRun.objects.filter(pk=old.pk).update(
+        started_at=now - timedelta(hours=2), updated_at=now - timedelta(hours=1)
+    )
+    FlowRun.objects.exclude(pk=old.pk).update(updated_at=now - timedelta(minutes=5))
+
+    result = flows.flows_sweep(now=now)
+
+    assert result["advanced"] == 1
+    old.refresh_from_db()
+    assert old.position == 1
+    assert Delivery.objects.filter(trigger=trigger, payload={"text": "b"}).exists()
+
+
+def test_sweeper_hands_follow_checks_to_tasks_instead_of_calling_meta(
+    account, mocked_graph, monkeypatch
+):
+    trigger = flow_trigger(account, messages=[{"text": "a", "follow_gate": True}], extra={})
+    contact = ContactFactory(account=account)
+    stale = timezone.now() - timedelta(minutes=5)
+    for n in range(3):
+        run = FlowRun.objects.create(
+            account=account, trigger=trigger, contact=contact, origin_key=f"mid:{n}",
+            segment_key=f"mid:{n}", status=FlowStatus.CHECKING_FOLLOW,
+        )  # fmt: skip
+        FlowRun.objects.filter(pk=run.pk).update(updated_at=stale)
+    queued = []
+    monkeypatch.setattr("triggers.tasks.check_follow.delay", queued.append)
+
+    first = flows.flows_sweep()
+    again = flows.flows_sweep()  # the next sweep, before the tasks ran
+
+    assert first["follow_rechecked"] == 3
+    assert sorted(queued) == sorted(FlowRun.objects.values_list("pk", flat=True))
+    assert again["follow_rechecked"] == 0
+    assert len(mocked_graph.calls) == 0  # the sweep itself called nobody

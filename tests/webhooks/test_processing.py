@@ -10,6 +10,7 @@ from messaging.models import Delivery, DeliveryKind, DeliveryStatus
 from meta.samples import comment_body, message_body
 from tests.conftest import GRAPH
 from tests.factories import ContactFactory, InstagramAccountFactory, TriggerFactory
+from triggers.models import Trigger
 from webhooks import services
 from webhooks.models import EventState, WebhookEvent
 
@@ -455,3 +456,31 @@ def test_an_accounts_last_webhook_is_noted_to_the_minute(django_capture_on_commi
     )
     account.refresh_from_db()
     assert account.last_webhook_at == third.received_at
+
+
+def test_one_failing_update_of_a_batched_event_does_not_stop_the_others(
+    mocked_graph, django_capture_on_commit_callbacks
+):
+    """Workspace A's malformed trigger (stored before triggers were validated) must not cost
+    workspace B's comment in the same POST its replies."""
+    account_a, account_b = InstagramAccountFactory(), InstagramAccountFactory()
+    broken = TriggerFactory(account=account_a, keywords=["guide"])
+    Trigger.objects.filter(pk=broken.pk).update(messages=["x"])  # bypasses every form
+    TriggerFactory(account=account_b, keywords=["guide"], name="B guide")
+    _ok_graph(mocked_graph, account_b)
+    entry_a = comment_body(account_id=account_a.ig_user_id, text="guide", comment_id="901")
+    entry_b = comment_body(account_id=account_b.ig_user_id, text="guide", comment_id="902")
+    body = {"object": "instagram", "entry": entry_a["entry"] + entry_b["entry"]}
+
+    event = _process(body, django_capture_on_commit_callbacks)
+
+    failed, answered = event.result
+    assert (failed["account"], failed["outcome"]) == (account_a.ig_user_id, "failed")
+    assert "AttributeError" in failed["why"]
+    assert (answered["account"], answered["trigger"]) == (account_b.ig_user_id, "B guide")
+    assert event.state == EventState.FAILED
+    assert event.error.startswith("1 of 2 update(s) could not be processed")
+    sent = Delivery.objects.filter(account=account_b, status=DeliveryStatus.SENT)
+    assert {d.comment_id for d in sent} == {"902"}
+    # Nothing of A's failed update was kept (its savepoint was rolled back).
+    assert not Delivery.objects.filter(account=account_a).exists()

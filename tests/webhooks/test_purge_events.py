@@ -42,3 +42,31 @@ def test_dry_run_deletes_nothing():
 def test_rejects_zero_days():
     with pytest.raises(CommandError):
         call_command("purge_events", "--older-than-days", "0")
+
+
+def test_purge_deletes_in_batches_without_reading_raw_bodies(monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webhooks import services
+    from webhooks.models import WebhookEventPart
+
+    monkeypatch.setattr(services, "PURGE_BATCH", 2)
+    events = [_old(EventState.PROCESSED) for _ in range(5)]
+    WebhookEventPart.objects.create(event=events[0], body="{}")
+    delivery = DeliveryFactory(event=events[1])
+    kept = _old(EventState.PENDING)
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("purge_events", "--older-than-days", "30", stdout=StringIO())
+
+    assert list(WebhookEvent.objects.all()) == [kept]
+    assert not WebhookEventPart.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.event is None
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "raw_body" in sql]  # bodies never loaded
+    table = f'"{WebhookEvent._meta.db_table}"'
+    event_deletes = [sql for sql in statements if sql.split(" WHERE ")[0].endswith(table)]
+    event_deletes = [sql for sql in event_deletes if sql.startswith("DELETE")]
+    assert len(event_deletes) == 3  # 2 + 2 + 1

@@ -280,3 +280,71 @@ def test_the_reconnect_itself_still_releases_held_sends(
         result = account_replay_disconnected(account=account)
     assert result["deliveries_requeued"] == 0
     assert set(sends(mocked_graph).values()) == {1}
+
+
+def test_other_accounts_events_never_crowd_out_the_accounts_own(
+    account, mocked_graph, django_capture_on_commit_callbacks
+):
+    """The account's events are chosen in SQL before any limit: 5,001 older ignored events of
+    another account (more than the old cap, applied before filtering) do not hide its one."""
+    capture = django_capture_on_commit_callbacks
+    now = timezone.now()
+    disconnect_by_the_daily_check(account, mocked_graph)
+    AuditEntry.objects.filter(action="needs_reconnect").update(at=now - timedelta(hours=8))
+    other = InstagramAccountFactory()
+    old = now - timedelta(hours=7)
+    WebhookEvent.objects.bulk_create(
+        WebhookEvent(
+            raw_body="{}",
+            dedupe_key=f"other-{n:058d}",
+            state=EventState.IGNORED,
+            account_ids=[other.ig_user_id],
+            received_at=old,
+        )
+        for n in range(5001)
+    )
+    ours = stored(
+        account, "1790000000000077", state=EventState.IGNORED, received_at=now - timedelta(hours=6)
+    )
+    reconnect(account, capture)
+
+    with capture(execute=True):
+        result = account_replay_disconnected(account=account)
+
+    assert result["events_reprocessed"] == 1
+    ours.refresh_from_db()
+    assert ours.state == EventState.PROCESSED
+    assert sends(mocked_graph)[("private", "1790000000000077")] == 1
+    assert (
+        not WebhookEvent.objects.filter(dedupe_key__startswith="other-")
+        .exclude(state=EventState.IGNORED)
+        .exists()
+    )
+
+
+def test_replay_queues_every_missed_event_in_batches(
+    account, mocked_graph, django_capture_on_commit_callbacks, monkeypatch
+):
+    from webhooks import replay
+
+    monkeypatch.setattr(replay, "REPLAY_BATCH", 2)
+    capture = django_capture_on_commit_callbacks
+    now = timezone.now()
+    disconnect_by_the_daily_check(account, mocked_graph)
+    AuditEntry.objects.filter(action="needs_reconnect").update(at=now - timedelta(hours=8))
+    events = [
+        stored(
+            account,
+            f"17900000000001{n}",
+            state=EventState.FAILED,
+            received_at=now - timedelta(hours=5),
+        )
+        for n in range(5)
+    ]
+    reconnect(account, capture)
+    with capture(execute=True):
+        result = account_replay_disconnected(account=account)
+    assert result["events_reprocessed"] == 5
+    for event in events:
+        event.refresh_from_db()
+        assert event.state == EventState.PROCESSED

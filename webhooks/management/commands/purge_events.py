@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from webhooks.models import EventState, WebhookEvent
+from webhooks.services import webhook_events_purge
 
 # Pending and failed events are what an operator may still need to replay: never purged here.
 PURGEABLE = [EventState.PROCESSED, EventState.NO_MATCH, EventState.IGNORED, EventState.REJECTED]
@@ -29,5 +30,5 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"{count} event(s) received before {cutoff:%Y-%m-%d} would go.")
             return
-        events.delete()
-        self.stdout.write(f"Deleted {count} event(s) received before {cutoff:%Y-%m-%d}.")
+        deleted = webhook_events_purge(queryset=events)
+        self.stdout.write(f"Deleted {deleted} event(s) received before {cutoff:%Y-%m-%d}.")

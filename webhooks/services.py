@@ -268,14 +268,19 @@ def _link_accounts(event: WebhookEvent) -> None:
     if ids:
         accounts = accounts_for_instagram_ids(ids)
         event.accounts.add(*accounts)
-        if accounts:
-            transaction.on_commit(
-                partial(
-                    account_services.accounts_note_webhook,
-                    account_ids=[account.pk for account in accounts],
-                    received_at=event.received_at,
-                )
+        _note_webhook(event, accounts)
+
+
+def _note_webhook(event: WebhookEvent, accounts: list) -> None:
+    """Each account's last webhook, noted once the event commits (outside its transaction)."""
+    if accounts:
+        transaction.on_commit(
+            partial(
+                account_services.accounts_note_webhook,
+                account_ids=[account.pk for account in accounts],
+                received_at=event.received_at,
             )
+        )
 
 
 def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
@@ -290,6 +295,7 @@ def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
     by_id = {i: a for a in accounts for i in (a.ig_user_id, a.ig_alt_id) if i}
     if accounts:
         event.accounts.add(*accounts)
+        _note_webhook(event, accounts)
     created = WebhookEventPart.objects.bulk_create(
         WebhookEventPart(
             event=event,

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from tests.factories import InstagramAccountFactory, TriggerFactory
 from triggers.models import Trigger
+from triggers.triggerfile import GATE_BEFORE_CONSENT
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,21 @@ def change(admin_client, trigger, **overrides):
         (
             {"messages": [{"text": "x" * 1001}]},
             "messages",
-            "messages[0].text: 1001 characters; Meta accepts at most 1000.",
+            "messages[0].text: 1,001 bytes in UTF-8, 1 over Meta's limit of 1,000 bytes per "
+            "message (emoji and non-Latin letters take 2 to 4 bytes each); shorten it.",
+        ),
+        (
+            # Emoji count as Meta counts them: 4 bytes each in UTF-8.
+            {"messages": [{"text": "🎁" * 300}]},
+            "messages",
+            "messages[0].text: 1,200 bytes in UTF-8, 200 over Meta's limit of 1,000 bytes per "
+            "message (emoji and non-Latin letters take 2 to 4 bytes each); shorten it.",
+        ),
+        (
+            # Whether someone follows is known only after they message or tap.
+            {"messages": [{"text": "Here it is", "follow_gate": True}]},
+            "messages",
+            f"messages[0].follow_gate: {GATE_BEFORE_CONSENT}",
         ),
         ({"media_ids": ["abc"]}, "media_ids", "media_ids: Instagram media ids are numeric."),
         (

@@ -1,7 +1,8 @@
 """Settings, read from the environment (and a `.env` file) with django-environ.
 
 With no configuration at all the app runs in development mode on SQLite and a
-broker that needs no server (kombu's filesystem transport), so a newcomer's
+broker that needs no server (kombu's filesystem transport, made safe for several
+processes in config/broker.py), so a newcomer's
 first run works. With DEBUG off every production secret must be set, so a bad
 deploy fails at start instead of running with development values.
 """
@@ -191,6 +192,9 @@ COMMENT_REPLY_LIMIT_PER_SECOND = env.int("COMMENT_REPLY_LIMIT_PER_SECOND", defau
 # whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
 # continues the flow instead.
 PRIVATE_REPLY_CHOICES = env.bool("PRIVATE_REPLY_CHOICES", default=True)
+# bin/demo's ports: the simulate_* commands post to this demo and name its stand-in.
+DEMO_PORT = env.int("DEMO_PORT", default=8000)
+STANDIN_PORT = env.int("STANDIN_PORT", default=8001)
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -200,16 +204,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR.mkdir(exist_ok=True)
+    # kombu's filesystem transport with atomic writes and claims (config/broker.py): the
+    # stock one loses the worker to half-written files when web, worker and beat share it.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     # One folder shared by web, worker and beat; polled often so the demo answers fast.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR),
-        "data_folder_out": str(BROKER_DIR),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
+        "data_folder_in": str(BROKER_DIR / "queues"),
+        "data_folder_out": str(BROKER_DIR / "queues"),
         "polling_interval": 0.05,
     }
-    # The filesystem transport has no fanout exchange for remote control.
+    (BROKER_DIR / "queues").mkdir(exist_ok=True)
+    # No fanout exchange on this broker: remote control (and with it mingle and gossip,
+    # which Celery enables only on Redis and AMQP) stays off.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 elif CELERY_BROKER_URL.startswith("redis"):
     # A message unacknowledged this long is redelivered; our tasks are idempotent.

@@ -10,7 +10,11 @@ from accounts.models import InstagramAccount
 from accounts.selectors import account_by_reference
 from meta.samples import signed
 
-DEFAULT_URL = "http://127.0.0.1:8000/webhooks/instagram/"
+
+
+def default_url() -> str:
+    """The running demo's webhook URL (bin/demo's DEMO_PORT, 8000 unless set)."""
+    return f"http://127.0.0.1:{settings.DEMO_PORT}/webhooks/instagram/"
 
 
 def demo_account(reference: str) -> InstagramAccount:
@@ -35,5 +39,5 @@ def where_to_look(url: str) -> str:
     parts = urlsplit(url)
     return (
         f"Deliveries: {parts.scheme}://{parts.netloc}/admin/messaging/delivery/  "
-        "(the demo's stand-in log: http://127.0.0.1:8001/_standin/)"
+        f"(the demo's stand-in log: http://127.0.0.1:{settings.STANDIN_PORT}/_standin/)"
     )

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from meta import samples
 from webhooks.management.commands._posting import (
-    DEFAULT_URL,
+    default_url,
     demo_account,
     post_signed,
     where_to_look,
@@ -22,11 +22,14 @@ class Command(BaseCommand):
         parser.add_argument("text", nargs="?", default="", help="What the person writes.")
         parser.add_argument("--kind", choices=KINDS, default="dm")
         parser.add_argument("--payload", default="", help="quick_reply / postback: the payload.")
-        parser.add_argument("--url", default=DEFAULT_URL)
+        parser.add_argument(
+            "--url", help="Where to post (default: the demo on DEMO_PORT, 8000 unless set)."
+        )
         parser.add_argument("--account", default="demo.studio", help="Username or id written to.")
         parser.add_argument("--from-id", default="848067418322071", help="The person's IGSID.")
 
     def handle(self, *args, **options) -> None:
+        options["url"] = options["url"] or default_url()
         account = demo_account(options["account"])
         common = {"account_id": account.ig_user_id, "sender_id": options["from_id"]}
         kind, text = options["kind"], options["text"]

@@ -11,7 +11,6 @@ from accounts.selectors import account_by_reference
 from meta.samples import signed
 
 
-
 def default_url() -> str:
     """The running demo's webhook URL (bin/demo's DEMO_PORT, 8000 unless set)."""
     return f"http://127.0.0.1:{settings.DEMO_PORT}/webhooks/instagram/"

@@ -254,6 +254,8 @@ CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "events"},
     "messaging.send_delivery": {"queue": "sends"},
     "messaging.pace_account": {"queue": "sends"},
+    "messaging.recover_sends": {"queue": "sends"},
+    "messaging.resolve_delivery": {"queue": "sends"},
     "messaging.*": {"queue": "events"},
     "triggers.*": {"queue": "events"},
     "accounts.*": {"queue": "maintenance"},
@@ -268,6 +270,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {
         "task": "messaging.sweep_deliveries",
         "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # Sends whose worker died (lease passed) and `unknown` sends due for a check with Meta.
+    "recover-sends": {
+        "task": "messaging.recover_sends",
+        "schedule": env.float("SEND_RECOVERY_INTERVAL_SECONDS", default=2.0),
     },
     "sweep-flows": {
         "task": "triggers.sweep_flows",
@@ -291,8 +298,17 @@ TOKEN_REFRESH_DAYS_BEFORE_EXPIRY = env.int("TOKEN_REFRESH_DAYS_BEFORE_EXPIRY", d
 TOKEN_EXPIRY_WARNING_DAYS = env.int("TOKEN_EXPIRY_WARNING_DAYS", default=14)
 # An event or delivery left pending this long is handed to the queue again by the sweeper.
 PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=15.0)
+# A sending worker holds a lease on its send, renewed every third of this while it works:
+# a send whose lease passed is settled by the sweeper (its worker died) within seconds.
+SEND_LEASE_SECONDS = env.float("SEND_LEASE_SECONDS", default=5.0)
+# Only for sends claimed without a lease (by a worker of an older release): the old rule.
 # Must exceed the longest Graph call (connect + read timeouts) plus the pre-send checks.
 STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=60.0)
+# An `unknown` send is checked with Meta this long after its call started (time for Meta to
+# finish a request it took), then again with backoff (messaging/resolve.py).
+UNKNOWN_CHECK_AFTER_SECONDS = env.float("UNKNOWN_CHECK_AFTER_SECONDS", default=30.0)
+# Checks with Meta before an `unknown` send is left to a person (0: never ask Meta).
+UNKNOWN_MAX_CHECKS = env.int("UNKNOWN_MAX_CHECKS", default=5)
 # Sends of an account that needs reconnecting wait this long (and never past their window).
 HOLD_LIMIT_SECONDS = env.float("HOLD_LIMIT_SECONDS", default=6 * 3600.0)
 # A rate-limited account pauses this long when Meta states no time to regain access.

@@ -117,7 +117,11 @@ def _get_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
 
 def _set_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
     data = _object(raw)
-    unknown = set(data) - {"send_per_second", "private_replies_per_hour"}
+    unknown = set(data) - {
+        "send_per_second",
+        "private_replies_per_hour",
+        "conversations_per_second",
+    }
     if unknown:
         raise ControlError(f"unknown limit(s): {', '.join(sorted(unknown))}")
     for name, value in data.items():

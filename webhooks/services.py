@@ -67,6 +67,9 @@ def _decode_object(raw_body: bytes) -> tuple[dict, str]:
     """The body as a dict and as text; InvalidWebhookBody says why it is neither."""
     if raw_body.startswith(b"\xef\xbb\xbf"):
         raise InvalidWebhookBody("The body starts with a byte order mark; Meta sends plain UTF-8.")
+    if b"\x00" in raw_body:
+        # JSON text never holds a NUL byte; UTF-16 and UTF-32 text is full of them.
+        raise InvalidWebhookBody("The body is not UTF-8 text: it holds NUL bytes (UTF-16?).")
     try:
         # Strict UTF-8: UTF-16 and UTF-32 (which json.loads would guess) and the UTF-8 bytes of
         # a lone surrogate are refused here, so the stored text is always valid UTF-8.

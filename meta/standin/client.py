@@ -162,6 +162,11 @@ class StandInControl:
     def revoke_token(self, token: str) -> None:
         self._call("POST", "tokens/revoke", json={"token": token})
 
+    def person_wrote(self, owner: str, person: str, text: str = "") -> dict[str, Any]:
+        """A person wrote to the account (page or Instagram id): their conversation exists."""
+        body = {"owner": owner, "person": person, "text": text}
+        return self._call("POST", "conversations/messages", json=body)
+
     def register_comment(self, comment_id: str, from_id: str) -> None:
         self._call("POST", "comments", json={"comment_id": comment_id, "from_id": from_id})
 

@@ -217,6 +217,28 @@ def _add_comment(state: State, query: dict[str, str], raw: bytes) -> Response:
     return _json({"comment_id": comment_id, "from_id": from_id})
 
 
+def _add_inbound_message(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """A person wrote to the account (``{"owner", "person", "text"}``): the conversation
+    between them now exists, as it does at Meta before the account may answer."""
+    data = _object(raw)
+    owner, person = _required(data, "owner"), _required(data, "person")
+    text = data.get("text") or ""
+    if not isinstance(text, str):
+        raise ControlError("'text' must be a string")
+    with state.lock:
+        mid = state.new_mid()
+        state.remember_message(
+            owner=owner,
+            person=person,
+            mid=mid,
+            text=text,
+            sender={"id": person, "username": f"user_{person}"},
+            inbound=True,
+        )
+        conversation_id = state.conversation_ids[(owner, person)]
+    return _json({"message_id": mid, "conversation_id": conversation_id})
+
+
 def _get_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
     with state.lock:
         return _json({"subscriptions": state.subscriptions})
@@ -471,6 +493,7 @@ ROUTES: dict[tuple[str, str], Callable[[State, dict[str, str], bytes], Response]
     ("GET", "comments"): _get_comments,
     ("POST", "comments"): _add_comment,
     ("GET", "subscriptions"): _get_subscriptions,
+    ("POST", "conversations/messages"): _add_inbound_message,
     ("GET", "oauth/apps"): _get_apps,
     ("POST", "oauth/apps"): _set_apps,
     ("GET", "oauth/people"): _get_people,

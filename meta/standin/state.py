@@ -356,9 +356,17 @@ class State:
 
     # --- what was sent: conversations and comment replies ------------------------------------
     def remember_message(
-        self, *, owner: str, person: str, mid: str, text: str, sender: dict[str, Any]
+        self,
+        *,
+        owner: str,
+        person: str,
+        mid: str,
+        text: str,
+        sender: dict[str, Any],
+        inbound: bool = False,
     ) -> None:
-        """A message the account sent to a person, as the Conversations API will show it."""
+        """A message between the account and a person, as the Conversations API shows it:
+        sent by the account, or (``inbound``) written by the person."""
         key = (owner, person)
         conversation_id = self.conversation_ids.get(key)
         if conversation_id is None:
@@ -376,7 +384,9 @@ class State:
             "id": mid,
             "created_time": created,
             "from": sender,
-            "to": {"data": [{"id": person, "username": f"user_{person}"}]},
+            "to": {
+                "data": [{"id": owner} if inbound else {"id": person, "username": f"user_{person}"}]
+            },
             "message": text,
         }
         thread["messages"].appendleft(message)  # newest first, like Meta

@@ -63,7 +63,7 @@ def unknown_detail(what: str, at: datetime | None) -> str:
     """The detail of an unknown send: what happened and what is done about it."""
     if at is not None:
         return (
-            f"{what} It is not sent again blindly: Meta is asked what became of it at "
+            f"{what} It is not retried blindly: Meta is asked what became of it at "
             f"{at:%H:%M:%S} UTC."
         )
     return (

@@ -275,7 +275,7 @@ def test_read_timeout_is_unknown_and_meta_is_asked_later(mocked_graph, settings)
     assert delivery.status == DeliveryStatus.UNKNOWN
     # Not sent again blindly: a check with Meta is due once Meta has had time to finish.
     assert delivery.next_attempt_at == delivery.call_started_at + timedelta(seconds=30)
-    assert "not sent again blindly" in delivery.detail
+    assert "not retried blindly: Meta is asked" in delivery.detail
     assert len(mocked_graph.calls) == 1
 
 

@@ -299,10 +299,13 @@ def repeat_outcome(
     }
 
 
-def repeat_unchecked(delivery: Delivery, why: str) -> dict:
-    """A repeat the pre-send checklist stopped: the first attempt's fate is still unknown."""
+def repeat_unchecked(delivery: Delivery, why: str, *, later: bool) -> dict:
+    """A repeat the pre-send checklist stopped: the first attempt's fate is still unknown.
+    `later`: the obstacle may pass (an account to reconnect), so it is checked again."""
+    at = next_check_at(delivery, timezone.now()) if later else None
     return {
         "status": DeliveryStatus.UNKNOWN,
         "reason": "",
-        "detail": unknown_detail(f"Its answer was lost, and it could not be checked: {why}", None),
+        "next_attempt_at": at,
+        "detail": unknown_detail(f"Its answer was lost, and it could not be checked: {why}", at),
     }

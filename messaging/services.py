@@ -471,7 +471,8 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     failure = run_checklist(delivery, started_at)
     if failure is not None:
         if resolve.is_repeat(delivery):
-            return _finish(delivery, **resolve.repeat_unchecked(delivery, failure.detail))
+            unchecked = resolve.repeat_unchecked(delivery, failure.detail, later=failure.hold)
+            return _finish(delivery, **unchecked)
         return _skip_or_hold(delivery, failure)
 
     account = delivery.account

@@ -817,3 +817,16 @@ def test_a_repeat_the_checklist_stops_stays_unknown(mocked_graph):
     assert delivery.status == DeliveryStatus.UNKNOWN
     assert "could not be checked" in delivery.detail
     assert len(mocked_graph.calls) == 0
+
+
+def test_a_repeat_held_for_a_reconnect_is_checked_again_later(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    InstagramAccount.objects.filter(pk=delivery.account_id).update(
+        status=AccountStatus.NEEDS_RECONNECT
+    )
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert delivery.next_attempt_at is not None  # asked again once the account may send
+    assert len(mocked_graph.calls) == 0

@@ -67,8 +67,9 @@ class Channel(filesystem.Channel):
     def _get(self, queue):
         suffix = f".{queue}.msg"
         folder = Path(self.data_folder_in)
+        claims = self.claim_folder  # the first time, what dead readers claimed comes back
         for name in sorted(n for n in os.listdir(folder) if n.endswith(suffix)):
-            claimed = self.claim_folder / name
+            claimed = claims / name
             try:
                 os.rename(folder / name, claimed)
             except FileNotFoundError:

@@ -245,6 +245,8 @@ def flow_advance(*, run_id: int) -> FlowRun | None:
             return _finish(run, FlowStatus.STOPPED, "Its message record was deleted.")
         if delivery.status not in FINAL_STATUSES:
             return run
+        if delivery.status == DeliveryStatus.UNKNOWN and delivery.next_attempt_at is not None:
+            return run  # Meta is still to be asked whether it went out (messaging/resolve.py)
         if delivery.status != DeliveryStatus.SENT:
             return _finish(
                 run,

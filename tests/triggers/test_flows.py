@@ -302,3 +302,31 @@ def test_sweeper_moves_on_a_run_that_missed_its_signal(account, graph, process):
     result = flows.flows_sweep(now=timezone.now())
     assert result["advanced"] == 1
     assert Delivery.objects.filter(trigger=trigger, payload={"text": "b"}).exists()
+
+
+def test_a_run_waits_while_meta_is_asked_about_an_unknown_message(account, mocked_graph, process):
+    # Issue 12: an unknown send is checked with Meta; the flow goes on if it went out.
+    import requests
+
+    from messaging import resolve
+
+    mocked_graph.add(
+        "POST", re.compile(rf"{GRAPH}/\d+/messages"), body=requests.exceptions.ReadTimeout("slow")
+    )
+    flow_trigger(
+        account, event="dm", public_replies=[], extra={}, messages=[{"text": "a"}, {"text": "b"}]
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    run = FlowRun.objects.get()
+    first = Delivery.objects.get()
+    assert first.status == DeliveryStatus.UNKNOWN and first.next_attempt_at is not None
+    assert run.status == FlowStatus.RUNNING  # not stopped: the first may well have gone out
+
+    # Meta confirms it (here: what the conversation lookup concludes).
+    from meta.lookups import Lookup
+
+    resolve._confirm_sent(first, Lookup(True, item_id="m.first", checked="Found."), checks=1)
+    flows.flow_advance(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.position == 1
+    assert Delivery.objects.filter(payload={"text": "b"}).exists()

@@ -130,7 +130,9 @@ def find_sent_message(
         if str(m["id"]) not in excluded
         and ((t := parse_time(m.get("created_time"))) is None or t >= earliest)
     ]
-    for message in candidates[:MAX_DETAIL_READS]:
+    if len(candidates) > MAX_DETAIL_READS:
+        return cannot_tell("The conversation is too busy to read every message since the send.")
+    for message in candidates:
         details = reader.get(f"/{message['id']}", {"fields": "id,created_time,from,to,message"})
         if details is None:
             return cannot_tell(f"A message's details could not be read ({reader.failure()}).")
@@ -149,8 +151,6 @@ def find_sent_message(
             ),
             calls=tuple(reader.calls),
         )
-    if len(candidates) > MAX_DETAIL_READS:
-        return cannot_tell("The conversation is too busy to read every message since the send.")
     oldest = parse_time(recent[-1].get("created_time")) if recent else None
     complete = len(listed) < READABLE_MESSAGES or (oldest is not None and oldest < earliest)
     if not complete:

@@ -229,6 +229,7 @@ def main() -> None:
         samples.append(sample(demo, time.monotonic() - started))
         final = final_figures(demo, traffic)
         final["drained"] = drained
+        final["errors"] = logged_errors(work / "demo.log")
         status = demo.status()
         procs.stop("demo", grace=20)
     report = render(args, samples, status, our_kills, final, traffic)
@@ -305,6 +306,16 @@ def final_figures(demo: Demo, traffic: Traffic) -> dict:
     }
 
 
+def logged_errors(log: Path) -> Counter:
+    """ERROR and CRITICAL lines the processes logged, by what they say (our kills' excepted)."""
+    errors: Counter = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        if ("ERROR" not in line and "CRITICAL" not in line) or "exited with 'signal" in line:
+            continue
+        errors[line.split("] ", 1)[-1][:100]] += 1
+    return errors
+
+
 def render(args, samples, status, kills, final, traffic) -> str:
     names = list(status)
     killed = len(kills)
@@ -368,6 +379,8 @@ def render(args, samples, status, kills, final, traffic) -> str:
         f"{final['duplicates']}.",
         f"- Max broker queue depth: {max(s['queue'] for s in samples)}; crashes (exits nobody "
         f"asked for): {sum(r[1] for r in rows)}.",
+        f"- Errors logged: {sum(final['errors'].values())}"
+        + "".join(f"; {n} x {what}" for what, n in final["errors"].most_common(3)),
     ]
     return "\n".join(lines)
 

@@ -330,3 +330,25 @@ def test_a_run_waits_while_meta_is_asked_about_an_unknown_message(account, mocke
     run.refresh_from_db()
     assert run.position == 1
     assert Delivery.objects.filter(payload={"text": "b"}).exists()
+
+
+def test_moving_a_run_on_locks_the_run_row_only(account, graph, process):
+    # Locking the joined trigger, contact and account rows too deadlocked concurrent flows of
+    # one trigger on PostgreSQL (found by bench/soak.py in a burst of "link" comments).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    flow_trigger(
+        account, event="dm", public_replies=[], extra={}, messages=[{"text": "a"}, {"text": "b"}]
+    )
+    process(samples.message_body(account_id=account.ig_user_id, sender_id=PERSON, text="guide"))
+    run = FlowRun.objects.get()
+    FlowRun.objects.filter(pk=run.pk).update(status=FlowStatus.RUNNING)
+
+    with CaptureQueriesContext(connection) as queries:
+        flows.flow_advance(run_id=run.pk)
+
+    locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert locks, "the run is locked"
+    if connection.vendor == "postgresql":
+        assert all(sql.endswith('FOR UPDATE OF "triggers_flowrun"') for sql in locks), locks

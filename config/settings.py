@@ -261,6 +261,8 @@ CELERY_TASK_ROUTES = {
     "accounts.*": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Recovery of sends whose worker died, and hand-over of unknown sends to a check with Meta.
+SEND_RECOVERY_INTERVAL_SECONDS = env.float("SEND_RECOVERY_INTERVAL_SECONDS", default=2.0)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 CELERY_BEAT_SCHEDULE = {
     "requeue-pending-events": {
@@ -274,7 +276,9 @@ CELERY_BEAT_SCHEDULE = {
     # Sends whose worker died (lease passed) and `unknown` sends due for a check with Meta.
     "recover-sends": {
         "task": "messaging.recover_sends",
-        "schedule": env.float("SEND_RECOVERY_INTERVAL_SECONDS", default=2.0),
+        "schedule": SEND_RECOVERY_INTERVAL_SECONDS,
+        # A run not taken in time is dropped, never piled up: the next one does the same.
+        "options": {"expires": max(10.0, 5 * SEND_RECOVERY_INTERVAL_SECONDS)},
     },
     "sweep-flows": {
         "task": "triggers.sweep_flows",

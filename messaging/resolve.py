@@ -72,16 +72,23 @@ def unknown_detail(what: str, at: datetime | None) -> str:
     )
 
 
+# A check waits this long at most for a place in the budget, then tries again later: a worker
+# process must not sit idle behind a busy account.
+MAX_BUDGET_WAIT_SECONDS = 5.0
+
+
 def _acquire_for(account_id: int):
     budget = Budget(f"{account_id}:conversations", CONVERSATIONS_PER_SECOND, 1.0 / HEADROOM)
 
-    def acquire() -> None:
-        # Lookups are few: wait for the budget rather than queue the check again.
-        for _ in range(50):
+    def acquire() -> bool:
+        deadline = time.monotonic() + MAX_BUDGET_WAIT_SECONDS
+        while True:
             wait = shared_state().try_acquire([budget])
             if wait <= 0:
-                return
-            time.sleep(min(wait, 1.0))
+                return True
+            if time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)
 
     return acquire
 

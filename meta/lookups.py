@@ -9,8 +9,9 @@ replies (``GET /{comment-id}/replies?fields=id,text,timestamp,from``).
 
 Each answer is one of three: found (it went out: its id and time), not found (Meta shows the
 whole period since the call and it is not there: it never went out), or cannot tell (a call
-failed, the conversation is missing or busier than Meta lets us read). Every call waits for
-the caller's budget first (``acquire``), and a read that failed on the way is tried again.
+failed, the conversation is missing or busier than Meta lets us read). Every call first takes
+a place in the caller's budget (``acquire``; False when none comes soon: cannot tell), and a
+read that failed on the way is tried again.
 """
 
 from __future__ import annotations
@@ -62,13 +63,16 @@ def parse_time(value: Any) -> datetime | None:
 
 
 class _Reader:
-    def __init__(self, client: GraphClient, acquire: Callable[[], None]) -> None:
+    def __init__(self, client: GraphClient, acquire: Callable[[], bool]) -> None:
         self.client, self.acquire = client, acquire
         self.calls: list[GraphResult] = []
+        self.out_of_budget = False
 
     def get(self, path: str, params: dict[str, Any]) -> dict | None:
         for _ in range(READ_TRIES):
-            self.acquire()
+            if not self.acquire():
+                self.out_of_budget = True
+                return None
             result = self.client.get(path, params)
             self.calls.append(result)
             if result.ok and isinstance(result.data, dict):
@@ -78,6 +82,8 @@ class _Reader:
         return None
 
     def failure(self) -> str:
+        if self.out_of_budget:
+            return "the account's Conversations API budget had no room; asked again later"
         last = self.calls[-1] if self.calls else None
         if last is None:
             return "no call was made"
@@ -102,7 +108,7 @@ def find_sent_message(
     our_ids: Iterable[str],
     our_username: str = "",
     exclude_ids: Iterable[str] = (),
-    acquire: Callable[[], None] = lambda: None,
+    acquire: Callable[[], bool] = lambda: True,
 ) -> Lookup:
     """Did a message from us (with this text, when given) reach the person since `since`?"""
     reader = _Reader(client, acquire)
@@ -173,7 +179,7 @@ def find_comment_reply(
     since: datetime,
     our_ids: Iterable[str],
     our_username: str = "",
-    acquire: Callable[[], None] = lambda: None,
+    acquire: Callable[[], bool] = lambda: True,
 ) -> Lookup:
     """Is our public reply (this text, since `since`) among the comment's replies?"""
     reader = _Reader(client, acquire)

@@ -94,7 +94,8 @@ class Demo:
 
     def database_counts(self, sql: str) -> list[tuple]:
         if self.args.stack == "postgres-redis":
-            return [tuple(row) for row in h.sql_rows(self.args.pg_url, self.args.db_name, sql)]
+            rows = h.sql_rows(self.args.pg_url, self.args.db_name, sql)
+            return [tuple(int(v) if v.isdigit() else v for v in row) for row in rows]
         with contextlib.closing(sqlite3.connect(self.var / "db.sqlite3", timeout=20)) as db:
             return db.execute(sql).fetchall()
 

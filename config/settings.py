@@ -4,8 +4,9 @@ Production is the default: unless DEBUG is explicitly on, every production secre
 set (a bad deploy fails at start instead of running with development values) and the
 security settings are on, so that `manage.py check --deploy` is clean in the configuration
 docs/configuration.md shows. `bin/demo` and `bin/test` turn DEBUG on; with it, the app runs
-on SQLite and a broker that needs no server (kombu's filesystem transport) with development
-values, so a newcomer's first run needs nothing.
+on SQLite and a broker that needs no server (kombu's filesystem transport, made safe for
+several processes in config/broker.py) with development values, so a newcomer's first run
+needs nothing.
 """
 
 from pathlib import Path
@@ -255,6 +256,9 @@ MEDIA_SEND_LIMIT_PER_SECOND = env.int("MEDIA_SEND_LIMIT_PER_SECOND", default=10)
 # whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
 # continues the flow instead.
 PRIVATE_REPLY_CHOICES = env.bool("PRIVATE_REPLY_CHOICES", default=True)
+# bin/demo's ports: the simulate_* commands post to this demo and name its stand-in.
+DEMO_PORT = env.int("DEMO_PORT", default=8000)
+STANDIN_PORT = env.int("STANDIN_PORT", default=8001)
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -273,16 +277,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR.mkdir(exist_ok=True)
+    # kombu's filesystem transport with atomic writes and claims (config/broker.py): the
+    # stock one loses the worker to half-written files when web, worker and beat share it.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     # One folder shared by web, worker and beat; polled often so the demo answers fast.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR),
-        "data_folder_out": str(BROKER_DIR),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
+        "data_folder_in": str(BROKER_DIR / "queues"),
+        "data_folder_out": str(BROKER_DIR / "queues"),
         "polling_interval": 0.05,
     }
-    # The filesystem transport has no fanout exchange for remote control.
+    (BROKER_DIR / "queues").mkdir(exist_ok=True)
+    # No fanout exchange on this broker: remote control (and with it mingle and gossip,
+    # which Celery enables only on Redis and AMQP) stays off.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 elif CELERY_BROKER_URL.startswith("redis"):
     # A message unacknowledged this long is redelivered; our tasks are idempotent.
@@ -321,11 +327,15 @@ CELERY_TASK_ROUTES = {
     "webhooks.*": {"queue": "events"},
     "messaging.send_delivery": {"queue": "sends"},
     "messaging.pace_account": {"queue": "sends"},
+    "messaging.recover_sends": {"queue": "sends"},
+    "messaging.resolve_delivery": {"queue": "sends"},
     "messaging.*": {"queue": "events"},
     "triggers.*": {"queue": "events"},
     "accounts.*": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Recovery of sends whose worker died, and hand-over of unknown sends to a check with Meta.
+SEND_RECOVERY_INTERVAL_SECONDS = env.float("SEND_RECOVERY_INTERVAL_SECONDS", default=2.0)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 CELERY_BEAT_SCHEDULE = {
     "requeue-pending-events": {
@@ -335,6 +345,13 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {
         "task": "messaging.sweep_deliveries",
         "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # Sends whose worker died (lease passed) and `unknown` sends due for a check with Meta.
+    "recover-sends": {
+        "task": "messaging.recover_sends",
+        "schedule": SEND_RECOVERY_INTERVAL_SECONDS,
+        # A run not taken in time is dropped, never piled up: the next one does the same.
+        "options": {"expires": max(10.0, 5 * SEND_RECOVERY_INTERVAL_SECONDS)},
     },
     "sweep-flows": {
         "task": "triggers.sweep_flows",
@@ -363,8 +380,17 @@ TOKEN_REFRESH_DAYS_BEFORE_EXPIRY = env.int("TOKEN_REFRESH_DAYS_BEFORE_EXPIRY", d
 TOKEN_EXPIRY_WARNING_DAYS = env.int("TOKEN_EXPIRY_WARNING_DAYS", default=14)
 # An event or delivery left pending this long is handed to the queue again by the sweeper.
 PENDING_EVENT_GRACE_SECONDS = env.float("PENDING_EVENT_GRACE_SECONDS", default=15.0)
+# A sending worker holds a lease on its send, renewed every third of this while it works:
+# a send whose lease passed is settled by the sweeper (its worker died) within seconds.
+SEND_LEASE_SECONDS = env.float("SEND_LEASE_SECONDS", default=5.0)
+# Only for sends claimed without a lease (by a worker of an older release): the old rule.
 # Must exceed the longest Graph call (connect + read timeouts) plus the pre-send checks.
 STALE_SENDING_SECONDS = env.float("STALE_SENDING_SECONDS", default=60.0)
+# An `unknown` send is checked with Meta this long after its call started (time for Meta to
+# finish a request it took), then again with backoff (messaging/resolve.py).
+UNKNOWN_CHECK_AFTER_SECONDS = env.float("UNKNOWN_CHECK_AFTER_SECONDS", default=30.0)
+# Checks with Meta before an `unknown` send is left to a person (0: never ask Meta).
+UNKNOWN_MAX_CHECKS = env.int("UNKNOWN_MAX_CHECKS", default=5)
 # Sends of an account that needs reconnecting wait this long (and never past their window).
 HOLD_LIMIT_SECONDS = env.float("HOLD_LIMIT_SECONDS", default=6 * 3600.0)
 # A rate-limited account pauses this long when Meta states no time to regain access.

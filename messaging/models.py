@@ -140,6 +140,11 @@ class Delivery(models.Model):
     sending_started_at = models.DateTimeField(null=True, blank=True)
     # Set, in the same statement that checks the claim, right before each call to Meta.
     call_started_at = models.DateTimeField(null=True, blank=True)
+    # A sending worker renews this while it works on the send; once it passes, the worker is
+    # gone and the sweeper settles the send (docs/queues.md, "Crash and broker recovery").
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Times Meta was asked what became of an `unknown` send (messaging/resolve.py).
+    resolution_checks = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import AccountStatus, Contact, InstagramAccount
-from messaging import graph
+from messaging import graph, resolve
 from messaging.checks import PRIVATE_REPLY_WINDOW, CheckFailure, run_checklist, window_end
 from messaging.models import (
     Delivery,
@@ -280,6 +280,7 @@ def _finish(
     reason: str = "",
     detail: str = "",
     result: GraphResult | None = None,
+    **extra,
 ) -> Delivery:
     now = timezone.now()
     fields = {
@@ -291,6 +292,7 @@ def _finish(
     }
     if status == DeliveryStatus.SENT:
         fields["sent_at"] = now
+    fields.update(extra)
     delivery = _update_claimed(delivery, fields, result)
     # Listeners (flows) act once the outcome is committed, and their failure is theirs: the
     # flow sweeper catches up with anything a crash here leaves behind.
@@ -368,7 +370,11 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
             pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=False
         )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(status=DeliveryStatus.SENDING, sending_started_at=now)
+        .update(
+            status=DeliveryStatus.SENDING,
+            sending_started_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.SEND_LEASE_SECONDS),
+        )
     )
     if not claimed:
         return None
@@ -533,13 +539,51 @@ def _skip_or_hold(delivery: Delivery, failure: CheckFailure) -> Delivery:
     )
 
 
+class _LeaseKept:
+    """Renews the claim's lease while this worker works on the send, from a thread.
+
+    Only a send that takes longer than a third of the lease (a slow Meta) renews it at all,
+    so the usual send costs no extra query. If this process dies, renewals stop and the lease
+    runs out within SEND_LEASE_SECONDS: the sweeper then settles the send in seconds.
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._renew, daemon=True, name="send-lease")
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _renew(self) -> None:
+        from django.db import connection
+
+        lease = settings.SEND_LEASE_SECONDS
+        try:
+            while not self.stop.wait(lease / 3):
+                Delivery.objects.filter(
+                    pk=self.delivery.pk,
+                    status=DeliveryStatus.SENDING,
+                    sending_started_at=self.delivery.sending_started_at,
+                ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
+        except Exception:
+            logger.warning("Could not renew the lease of delivery %s", self.delivery.pk)
+        finally:
+            connection.close()  # this thread's own connection, if it opened one
+
+
 def delivery_send(*, delivery_id: int) -> Delivery | None:
     """Claim, check, send and record one delivery. Safe to call twice: only one sends."""
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return None
     try:
-        return _send_claimed(delivery)
+        with _LeaseKept(delivery):
+            return _send_claimed(delivery)
     finally:
         # A slot of the account's in-flight cap is free again: pace the account right here
         # (no extra task) when it has sends waiting for their turn.
@@ -638,6 +682,9 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     started_at = timezone.now()
     failure = _before_checks(delivery, started_at) or run_checklist(delivery, started_at)
     if failure is not None:
+        if resolve.is_repeat(delivery):
+            unchecked = resolve.repeat_unchecked(delivery, failure.detail, later=failure.hold)
+            return _finish(delivery, **unchecked)
         return _skip_or_hold(delivery, failure)
 
     account = delivery.account
@@ -679,10 +726,15 @@ def _send_claimed(delivery: Delivery) -> Delivery:
         logger.warning("Delivery %s: claim lost before calling Meta; not sending", delivery.pk)
         return delivery
     delivery.attempts += 1
+    delivery.call_started_at = started_at
     attempt = DeliveryAttempt.objects.create(
         delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
     )
     result = graph.send(delivery)
+    if resolve.is_repeat(delivery):
+        settled = _settle_repeat(delivery, attempt, result)
+        if settled is not None:
+            return settled
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
         # The attempt and the delivery settle together: a worker killed between the two
         # writes must not leave a send Meta accepted looking like one that may not have left.
@@ -713,17 +765,35 @@ def _record_attempt(attempt: DeliveryAttempt, result: GraphResult) -> None:
     )
 
 
+def _settle_repeat(
+    delivery: Delivery, attempt: DeliveryAttempt, result: GraphResult
+) -> Delivery | None:
+    """A private reply repeated to learn its first attempt's fate: settled by Meta's answer
+    (messaging/resolve.py), or None for the usual handling."""
+    with transaction.atomic():
+        _record_attempt(attempt, result)
+        fields = resolve.repeat_outcome(delivery, attempt, result, max_attempts=MAX_ATTEMPTS)
+        if fields is None:
+            return None
+        # Meta's refusal is the evidence, on the attempt; the delivery keeps the first's record.
+        keep = None if fields["status"] == DeliveryStatus.SENT else result
+        delivery = _finish(delivery, result=keep, **fields)
+    _apply_usage(delivery.account, result)
+    return delivery
+
+
 def _settle_sent_or_unknown(delivery: Delivery, result: GraphResult) -> Delivery:
     if result.outcome == Outcome.SENT:
         return _finish(delivery, status=DeliveryStatus.SENT, result=result)
+    check_at = resolve.next_check_at(delivery, timezone.now())
     return _finish(
         delivery,
         status=DeliveryStatus.UNKNOWN,
-        detail=(
-            "The request may have reached Meta but no answer came back; it is not retried "
-            "blindly. Check the conversation on Instagram before sending again."
+        detail=resolve.unknown_detail(
+            "The request may have reached Meta but no answer came back.", check_at
         ),
         result=result,
+        next_attempt_at=check_at,
     )
 
 
@@ -750,20 +820,44 @@ def delivery_recover(*, delivery_id: int) -> str | None:
             detail="The worker stopped before calling Meta; queued again.",
         )
         if requeued:
+            pacer_request(delivery.account_id)
             return DeliveryStatus.QUEUED
         delivery.refresh_from_db()
         if delivery.status != DeliveryStatus.SENDING:
             return None
     delivery.attempt_log.filter(outcome=IN_FLIGHT).update(outcome="lost")
+    check_at = resolve.next_check_at(delivery, timezone.now())
     _finish(
         delivery,
         status=DeliveryStatus.UNKNOWN,
-        detail=(
-            "The worker stopped while the request was on its way; it may have reached Meta. "
-            "Check the conversation on Instagram before sending again."
+        detail=resolve.unknown_detail(
+            "The worker stopped while the request was on its way; it may have reached Meta.",
+            check_at,
         ),
+        next_attempt_at=check_at,
     )
     return DeliveryStatus.UNKNOWN
+
+
+def deliveries_recover_abandoned(*, now: datetime | None = None) -> list[str | None]:
+    """Settle the sends whose worker is gone: its lease ran out (it renews the lease while it
+    works), or, claimed without a lease, STALE_SENDING_SECONDS passed."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.STALE_SENDING_SECONDS)
+    abandoned = Delivery.objects.filter(status=DeliveryStatus.SENDING).filter(
+        Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, sending_started_at__lt=stale)
+    )
+    return [delivery_recover(delivery_id=pk) for pk in abandoned.values_list("pk", flat=True)]
+
+
+def sends_recover(*, now: datetime | None = None) -> dict:
+    """Beat, every few seconds: abandoned sends settled, unknown sends handed to a check."""
+    recovered = deliveries_recover_abandoned(now=now)
+    return {
+        "recovered": recovered.count(DeliveryStatus.QUEUED),
+        "marked_unknown": recovered.count(DeliveryStatus.UNKNOWN),
+        "checks_queued": resolve.deliveries_resolve_due(now=now),
+    }
 
 
 def _expire_held(now: datetime) -> int:
@@ -830,13 +924,7 @@ def deliveries_sweep(*, now: datetime | None = None) -> dict:
         dispatched_at=None
     )
 
-    stale = now - timedelta(seconds=settings.STALE_SENDING_SECONDS)
-    recovered = [
-        delivery_recover(delivery_id=pk)
-        for pk in Delivery.objects.filter(
-            status=DeliveryStatus.SENDING, sending_started_at__lt=stale
-        ).values_list("pk", flat=True)
-    ]
+    recovered = deliveries_recover_abandoned(now=now)
     _hold_queued_of_inactive_accounts(now)
     expired_held = _expire_held(now)
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from messaging import pacer, services
+from messaging import pacer, resolve, services
 
 
 @shared_task(name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
@@ -18,3 +18,13 @@ def pace_account(account_id: int) -> dict:
 @shared_task(name="messaging.sweep_deliveries")
 def sweep_deliveries() -> dict:
     return services.deliveries_sweep()
+
+
+@shared_task(name="messaging.recover_sends")
+def recover_sends() -> dict:
+    return services.sends_recover()
+
+
+@shared_task(name="messaging.resolve_delivery", acks_late=True, reject_on_worker_lost=True)
+def resolve_delivery(delivery_id: int) -> str:
+    return resolve.delivery_resolve(delivery_id=delivery_id)

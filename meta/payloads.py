@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -172,15 +173,48 @@ Event = CommentEvent | MentionEvent | MessagingEvent | UnknownEvent
 # -- helpers ----------------------------------------------------------------------------------
 
 
+# NUL cannot be stored in PostgreSQL text, a lone surrogate cannot be encoded as UTF-8: both
+# arrive as JSON escapes ("\\u0000", "\\ud800") in bodies that are otherwise valid.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Meta's ids are digits (mids: base64); anything longer, or with control characters, is not one.
+MAX_ID_LENGTH = 64
+_NOT_AN_ID = re.compile("[\x00-\x20\x7f\ud800-\udfff]")
+MAX_USERNAME_LENGTH = 64
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _str(value: Any) -> str:
+    """Text from the payload, safe to store: NUL and lone surrogates become U+FFFD."""
     # Ids are strings in Meta's payloads, but test events and old examples use numbers.
     if value is None or isinstance(value, dict | list):
         return ""
-    return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and abs(value) >= 10**MAX_ID_LENGTH:
+        return ""  # str() of a huge integer is slow (and past 4,300 digits refused)
+    return _UNSTORABLE.sub("\ufffd", str(value))
+
+
+def _id(value: Any) -> str:
+    """An id, or "" when the value cannot be one (then the item says what is missing)."""
+    if isinstance(value, bool | float):
+        return ""
+    text = _str(value)
+    if len(text) > MAX_ID_LENGTH or _NOT_AN_ID.search(text) or "\ufffd" in text:
+        return ""
+    return text
+
+
+def _username(value: Any) -> str:
+    text = _str(value)
+    return text if len(text) <= MAX_USERNAME_LENGTH else ""
 
 
 def _occurred_at(*candidates: Any) -> datetime:
@@ -200,9 +234,10 @@ def _entries(body: object) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         raise PayloadError(f"A webhook body must be a JSON object, got {type(body).__name__}.")
     obj = body.get("object")
-    if obj not in ACCEPTED_OBJECTS:
+    if not isinstance(obj, str) or obj not in ACCEPTED_OBJECTS:
+        shown = _str(obj)[:40] if isinstance(obj, str) else type(obj).__name__
         raise PayloadError(
-            f"Webhook object {obj!r} is not one we handle (expected 'instagram' or 'page')."
+            f"Webhook object {shown!r} is not one we handle (expected 'instagram' or 'page')."
         )
     entries = body.get("entry")
     if entries is None:
@@ -229,7 +264,7 @@ def _parse_change(account_id: str, entry_time: Any, change: Any) -> Event:
             field="changes",
             note="A changes[] item is not a JSON object.",
         )
-    field_name = _str(change.get("field"))
+    field_name = _str(change.get("field"))[:64]
     value = change.get("value")
     occurred_at = _occurred_at(entry_time)
     if not isinstance(value, dict):
@@ -243,14 +278,14 @@ def _parse_change(account_id: str, entry_time: Any, change: Any) -> Event:
 
     if field_name in COMMENT_FIELDS:
         # Read "id", fall back to "comment_id" (one Facebook-Login example in the docs).
-        comment_id = _str(value.get("id")) or _str(value.get("comment_id"))
+        comment_id = _id(value.get("id")) or _id(value.get("comment_id"))
         if not comment_id:
             return UnknownEvent(
                 account_id=account_id,
                 occurred_at=occurred_at,
                 raw=value,
                 field=field_name,
-                note=f"A {field_name} change without a comment id.",
+                note=f"A {field_name} change without a usable comment id.",
             )
         sender = _dict(value.get("from"))
         media = _dict(value.get("media"))
@@ -261,12 +296,12 @@ def _parse_change(account_id: str, entry_time: Any, change: Any) -> Event:
             field=field_name,
             comment_id=comment_id,
             text=_str(value.get("text")),
-            from_id=_str(sender.get("id")),
-            from_username=_str(sender.get("username")),
-            media_id=_str(media.get("id")),
-            media_product_type=_str(media.get("media_product_type")),
-            parent_id=_str(value.get("parent_id")),
-            ad_id=_str(media.get("ad_id")),
+            from_id=_id(sender.get("id")),
+            from_username=_username(sender.get("username")),
+            media_id=_id(media.get("id")),
+            media_product_type=_str(media.get("media_product_type"))[:32],
+            parent_id=_id(value.get("parent_id")),
+            ad_id=_id(media.get("ad_id")),
         )
 
     if field_name == MENTIONS_FIELD:
@@ -274,8 +309,8 @@ def _parse_change(account_id: str, entry_time: Any, change: Any) -> Event:
             account_id=account_id,
             occurred_at=occurred_at,
             raw=value,
-            media_id=_str(value.get("media_id")),
-            comment_id=_str(value.get("comment_id")),
+            media_id=_id(value.get("media_id")),
+            comment_id=_id(value.get("comment_id")),
         )
 
     if account_id == "0":
@@ -326,18 +361,18 @@ def _parse_messaging(
         "account_id": account_id,
         "occurred_at": occurred_at,
         "raw": item,
-        "sender_id": _str(_dict(item.get("sender")).get("id")),
-        "recipient_id": _str(_dict(item.get("recipient")).get("id")),
+        "sender_id": _id(_dict(item.get("sender")).get("id")),
+        "recipient_id": _id(_dict(item.get("recipient")).get("id")),
         "standby": standby,
     }
 
     message = item.get("message")
     if isinstance(message, dict):
-        attachments = tuple(a for a in message.get("attachments") or () if isinstance(a, dict))
+        attachments = tuple(a for a in _list(message.get("attachments")) if isinstance(a, dict))
         kind = _message_kind(message, attachments)
         reply_to = _dict(message.get("reply_to"))
         story = _dict(reply_to.get("story"))
-        story_id, story_url = _str(story.get("id")), _str(story.get("url"))
+        story_id, story_url = _id(story.get("id")), _str(story.get("url"))
         if kind is MessagingKind.STORY_MENTION:
             mention = next(a for a in attachments if a.get("type") == "story_mention")
             story_url = _str(_dict(mention.get("payload")).get("url"))
@@ -345,13 +380,13 @@ def _parse_messaging(
         return MessagingEvent(
             **common,
             kind=kind,
-            mid=_str(message.get("mid")),
+            mid=_str(message.get("mid"))[:200],
             text=_str(message.get("text")),
             payload=_str(_dict(message.get("quick_reply")).get("payload")),
             attachments=attachments,
             story_id=story_id,
             story_url=story_url,
-            reply_to_mid=_str(reply_to.get("mid")),
+            reply_to_mid=_str(reply_to.get("mid"))[:200],
             referral=referral if isinstance(referral, dict) else None,
         )
 
@@ -361,7 +396,7 @@ def _parse_messaging(
         return MessagingEvent(
             **common,
             kind=MessagingKind.POSTBACK,
-            mid=_str(postback.get("mid")),
+            mid=_str(postback.get("mid"))[:200],
             text=_str(postback.get("title")),
             payload=_str(postback.get("payload")),
             referral=referral if isinstance(referral, dict) else None,
@@ -369,17 +404,18 @@ def _parse_messaging(
 
     reaction = item.get("reaction")
     if isinstance(reaction, dict):
-        return MessagingEvent(**common, kind=MessagingKind.REACTION, mid=_str(reaction.get("mid")))
+        mid = _str(reaction.get("mid"))[:200]
+        return MessagingEvent(**common, kind=MessagingKind.REACTION, mid=mid)
 
     read = item.get("read")
     if isinstance(read, dict):
-        return MessagingEvent(**common, kind=MessagingKind.READ, mid=_str(read.get("mid")))
+        return MessagingEvent(**common, kind=MessagingKind.READ, mid=_str(read.get("mid"))[:200])
 
     referral = item.get("referral")
     if isinstance(referral, dict):
         return MessagingEvent(**common, kind=MessagingKind.REFERRAL, referral=referral)
 
-    known = sorted(set(item) - {"sender", "recipient", "timestamp"})
+    known = sorted(_str(key)[:40] for key in set(item) - {"sender", "recipient", "timestamp"})[:20]
     return UnknownEvent(
         account_id=account_id,
         occurred_at=occurred_at,
@@ -393,7 +429,7 @@ def _parse_messaging(
 
 
 def _iter_entry(entry: dict[str, Any]) -> Iterator[Event]:
-    account_id = _str(entry.get("id"))
+    account_id = _id(entry.get("id"))
     entry_time = entry.get("time")
     seen_any = False
     for key in ("changes", "messaging", "standby"):
@@ -444,5 +480,5 @@ def iter_entry_account_ids(body: object) -> set[str]:
     return {
         account_id
         for entry in body["entry"]
-        if isinstance(entry, dict) and (account_id := _str(entry.get("id")))
+        if isinstance(entry, dict) and (account_id := _id(entry.get("id")))
     }

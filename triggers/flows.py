@@ -42,6 +42,10 @@ WAITING_TAP_EXPIRY = timedelta(days=7)
 # A run whose waited-on delivery settled this long ago without the run moving on missed its
 # signal (a crash between the two); the sweeper moves it on.
 STALLED_AFTER = timedelta(seconds=30)
+# Lock a run's own row only: with its trigger, contact and account joined, FOR UPDATE also
+# locked those rows, and concurrent flows of one trigger deadlocked on PostgreSQL (bench/soak.py
+# found it in a burst of "link" comments).
+RUN_ROW = ("self",)
 DEFAULT_FOLLOW_GATE = {
     "text": "Follow @{username} first, then tap the button below and I'll send it right away.",
     "button": "I follow now",
@@ -241,7 +245,7 @@ def flow_advance(*, run_id: int) -> FlowRun | None:
     """Move a run on once the delivery it waits for has settled. Safe to run twice."""
     with transaction.atomic():
         run = (
-            FlowRun.objects.select_for_update()
+            FlowRun.objects.select_for_update(of=RUN_ROW)
             .select_related("trigger", "contact", "account")
             .filter(pk=run_id, status=FlowStatus.RUNNING)
             .first()
@@ -253,6 +257,8 @@ def flow_advance(*, run_id: int) -> FlowRun | None:
             return _finish(run, FlowStatus.STOPPED, "Its message record was deleted.")
         if delivery.status not in FINAL_STATUSES:
             return run
+        if delivery.status == DeliveryStatus.UNKNOWN and delivery.next_attempt_at is not None:
+            return run  # Meta is still to be asked whether it went out (messaging/resolve.py)
         if delivery.status != DeliveryStatus.SENT:
             return _finish(
                 run,
@@ -286,7 +292,7 @@ def flow_delivery_settled(*, delivery: Delivery) -> None:
 def flow_tap(*, account: InstagramAccount, contact: Contact, tap: Tap, origin: Origin) -> dict:
     """A quick-reply or postback tap on one of our flow messages."""
     run = (
-        FlowRun.objects.select_for_update()
+        FlowRun.objects.select_for_update(of=RUN_ROW)
         .select_related("trigger", "contact", "account")
         .filter(pk=tap.run_id, account=account)
         .first()
@@ -425,7 +431,7 @@ def flow_check_follow(*, run_id: int) -> FlowRun | None:
     answer = messaging_services.contact_follows_account(account=run.account, contact=run.contact)
     with transaction.atomic():
         run = (
-            FlowRun.objects.select_for_update()
+            FlowRun.objects.select_for_update(of=RUN_ROW)
             .select_related("trigger", "contact", "account")
             .filter(pk=run_id, status=FlowStatus.CHECKING_FOLLOW)
             .first()

@@ -39,7 +39,11 @@ HOT_ACCOUNT_WINDOW_SECONDS = 10
 
 
 class InvalidWebhookBody(ValueError):
-    """The body is not a JSON object."""
+    """The body is not a UTF-8 JSON object."""
+
+
+# Meta's bodies nest about six levels; far deeper is not Meta, and would exhaust recursion.
+MAX_BODY_DEPTH = 64
 
 
 class UpdatesFailed(RuntimeError):
@@ -52,14 +56,48 @@ class Intake:
     duplicate: bool
 
 
-def _decode_object(raw_body: bytes) -> dict:
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(current, dict):
+            stack.extend((item, depth + 1) for item in current.values())
+        elif isinstance(current, list):
+            stack.extend((item, depth + 1) for item in current)
+    return False
+
+
+def _decode_object(raw_body: bytes) -> tuple[dict, str]:
+    """The body as a dict and as text; InvalidWebhookBody says why it is neither."""
+    if raw_body.startswith(b"\xef\xbb\xbf"):
+        raise InvalidWebhookBody("The body starts with a byte order mark; Meta sends plain UTF-8.")
+    if b"\x00" in raw_body:
+        # JSON text never holds a NUL byte; UTF-16 and UTF-32 text is full of them.
+        raise InvalidWebhookBody("The body is not UTF-8 text: it holds NUL bytes (UTF-16?).")
     try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Strict UTF-8: UTF-16 and UTF-32 (which json.loads would guess) and the UTF-8 bytes of
+        # a lone surrogate are refused here, so the stored text is always valid UTF-8.
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhookBody(
+            f"The body is not UTF-8 text (byte {exc.start}: {exc.reason})."
+        ) from exc
+    try:
+        body = json.loads(text)
+    except RecursionError as exc:
+        raise InvalidWebhookBody("The body's JSON is nested too deeply to read.") from exc
+    except ValueError as exc:
         raise InvalidWebhookBody(f"The body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidWebhookBody(f"The body is JSON but not an object ({type(body).__name__}).")
-    return body
+    if _too_deep(body, MAX_BODY_DEPTH):
+        raise InvalidWebhookBody(
+            f"The body's JSON nests deeper than {MAX_BODY_DEPTH} levels; Meta's never does."
+        )
+    return body, text
 
 
 def webhook_event_receive(*, raw_body: bytes) -> Intake:
@@ -67,10 +105,11 @@ def webhook_event_receive(*, raw_body: bytes) -> Intake:
 
     Raises InvalidWebhookBody (after logging the attempt) when the body is not a JSON object.
     """
-    body = _decode_object(raw_body)
+    body, text = _decode_object(raw_body)
     dedupe_key = hashlib.sha256(raw_body).hexdigest()
     event = WebhookEvent(
-        raw_body=raw_body.decode("utf-8"),
+        # Valid JSON text holds NUL and surrogates only as escapes ("\\u0000"): storable.
+        raw_body=text,
         dedupe_key=dedupe_key,
         account_ids=sorted(iter_entry_account_ids(body))[:50],
     )
@@ -378,11 +417,13 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
             if event is None or event.state != EventState.PENDING:
                 return event
             processed_before = event.processed_at is not None
-            body = json.loads(event.raw_body)
             try:
-                items = parse_webhook(body)
-            except PayloadError as exc:
-                event.state, event.error = EventState.FAILED, f"Unreadable payload: {exc}"
+                items = parse_webhook(json.loads(event.raw_body))
+            except (PayloadError, ValueError, RecursionError) as exc:
+                # Not a shape we understand: said in the outcome, not a crash to retry.
+                why = str(exc) if isinstance(exc, PayloadError) else f"unreadable JSON ({exc})"
+                event.result = [{"type": "envelope", "outcome": "ignored", "why": why[:500]}]
+                event.state, event.error = EventState.IGNORED, ""
                 items = None
             else:
                 event.result = [_handle_in_savepoint(item, event) for item in items]

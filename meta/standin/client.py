@@ -84,10 +84,21 @@ class StandInControl:
         delay: float | None = None,
         drop: bool = False,
         apply: bool = False,
+        probability: float | None = None,
+        seed: int | None = None,
     ) -> dict[str, Any]:
-        """Plan a failure; ``times=None`` keeps it until cleared. Returns the stored fault."""
+        """Plan a failure; ``times=None`` keeps it until cleared. Returns the stored fault.
+
+        ``probability`` hits only that share of the matching calls (seeded by ``seed``)."""
         body: dict[str, Any] = {"endpoint": endpoint, "times": times}
-        optional = {"node": node, "status": status, "error": error, "delay": delay}
+        optional = {
+            "node": node,
+            "status": status,
+            "error": error,
+            "delay": delay,
+            "probability": probability,
+            "seed": seed,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         if drop:
             body["drop"] = True
@@ -103,7 +114,10 @@ class StandInControl:
 
     # --- limits and stats --------------------------------------------------------------------
     def set_limits(
-        self, send_per_second: int | None = _UNSET, private_replies_per_hour: int | None = _UNSET
+        self,
+        send_per_second: int | None = _UNSET,
+        private_replies_per_hour: int | None = _UNSET,
+        conversations_per_second: int | None = _UNSET,
     ) -> dict[str, Any]:
         """Set the named limits (None switches one off); omitted ones stay as they are."""
         body = {
@@ -111,6 +125,7 @@ class StandInControl:
             for k, v in {
                 "send_per_second": send_per_second,
                 "private_replies_per_hour": private_replies_per_hour,
+                "conversations_per_second": conversations_per_second,
             }.items()
             if v is not _UNSET
         }
@@ -155,6 +170,11 @@ class StandInControl:
 
     def revoke_token(self, token: str) -> None:
         self._call("POST", "tokens/revoke", json={"token": token})
+
+    def person_wrote(self, owner: str, person: str, text: str = "") -> dict[str, Any]:
+        """A person wrote to the account (page or Instagram id): their conversation exists."""
+        body = {"owner": owner, "person": person, "text": text}
+        return self._call("POST", "conversations/messages", json=body)
 
     def register_comment(self, comment_id: str, from_id: str, **fields: Any) -> None:
         """A comment by ``from_id``; Meta's fields such as ``timestamp`` (when it was made,

@@ -117,7 +117,11 @@ def _get_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
 
 def _set_limits(state: State, query: dict[str, str], raw: bytes) -> Response:
     data = _object(raw)
-    unknown = set(data) - {"send_per_second", "private_replies_per_hour"}
+    unknown = set(data) - {
+        "send_per_second",
+        "private_replies_per_hour",
+        "conversations_per_second",
+    }
     if unknown:
         raise ControlError(f"unknown limit(s): {', '.join(sorted(unknown))}")
     for name, value in data.items():
@@ -242,6 +246,30 @@ def _add_comment(state: State, query: dict[str, str], raw: bytes) -> Response:
         state.comment_authors[comment_id] = from_id
         state.comments[comment_id] = fields
     return _json({"comment_id": comment_id, "from_id": from_id, **fields})
+
+
+def _add_inbound_message(state: State, query: dict[str, str], raw: bytes) -> Response:
+    """A person wrote to the account (``{"owner", "person", "text"}``): the conversation
+    between them now exists, as it does at Meta before the account may answer, and the person
+    has given the consent a profile read needs (User Profile API)."""
+    data = _object(raw)
+    owner, person = _required(data, "owner"), _required(data, "person")
+    text = data.get("text") or ""
+    if not isinstance(text, str):
+        raise ControlError("'text' must be a string")
+    with state.lock:
+        mid = state.new_mid()
+        state.remember_message(
+            owner=owner,
+            person=person,
+            mid=mid,
+            text=text,
+            sender={"id": person, "username": f"user_{person}"},
+            inbound=True,
+        )
+        conversation_id = state.conversation_ids[(owner, person)]
+        state.consented.add(person)
+    return _json({"message_id": mid, "conversation_id": conversation_id})
 
 
 def _get_subscriptions(state: State, query: dict[str, str], raw: bytes) -> Response:
@@ -500,6 +528,7 @@ ROUTES: dict[tuple[str, str], Callable[[State, dict[str, str], bytes], Response]
     ("GET", "comments"): _get_comments,
     ("POST", "comments"): _add_comment,
     ("GET", "subscriptions"): _get_subscriptions,
+    ("POST", "conversations/messages"): _add_inbound_message,
     ("GET", "oauth/apps"): _get_apps,
     ("POST", "oauth/apps"): _set_apps,
     ("GET", "oauth/people"): _get_people,

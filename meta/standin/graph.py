@@ -31,9 +31,13 @@ from .logins import FACEBOOK, INSTAGRAM, PAGE, App, Token
 from .state import (
     COMMENT_DELETE,
     COMMENT_HIDE,
+    COMMENT_REPLIES,
     COMMENT_REPLY,
+    CONVERSATION,
+    CONVERSATIONS,
     LIVE_MEDIA,
     ME,
+    MESSAGE,
     PRIVATE_REPLY,
     PROFILE,
     SEND_MESSAGE,
@@ -75,6 +79,7 @@ REQUIRED_SCOPES: dict[tuple[str, str], list[tuple[str, int]]] = {
     (FACEBOOK, COMMENT_HIDE): [("instagram_manage_comments", 200)],
     (FACEBOOK, COMMENT_DELETE): [("instagram_manage_comments", 200)],
     (FACEBOOK, SUBSCRIBED_APPS): [("pages_manage_metadata", 200)],
+    (FACEBOOK, CONVERSATIONS): [("instagram_manage_messages", 200)],
     (INSTAGRAM, PRIVATE_REPLY): [
         ("instagram_business_manage_messages", 10),
         ("instagram_business_manage_comments", 200),
@@ -85,6 +90,7 @@ REQUIRED_SCOPES: dict[tuple[str, str], list[tuple[str, int]]] = {
     (INSTAGRAM, COMMENT_HIDE): [("instagram_business_manage_comments", 200)],
     (INSTAGRAM, COMMENT_DELETE): [("instagram_business_manage_comments", 200)],
     (INSTAGRAM, SUBSCRIBED_APPS): [("instagram_business_basic", 200)],
+    (INSTAGRAM, CONVERSATIONS): [("instagram_business_manage_messages", 200)],
 }
 # The Page task a Page token's person needs (meta-api.md section 7: MESSAGING and MODERATE).
 REQUIRED_TASKS: dict[str, tuple[str, int]] = {
@@ -111,6 +117,8 @@ MEDIA_TYPES = frozenset({"image", "audio", "video", "file"})
 OTHER_ATTACHMENT_TYPES = frozenset({"template", "like_heart", "MEDIA_SHARE", "media_share"})
 SENDER_ACTIONS = frozenset({"typing_on", "typing_off", "mark_seen", "react", "unreact"})
 MESSAGING_ENDPOINTS = frozenset({PRIVATE_REPLY, SEND_MESSAGE, SENDER_ACTION})
+# The Conversations API's calls, limited together per account (Limits.conversations_per_second).
+CONVERSATION_ENDPOINTS = frozenset({CONVERSATIONS, CONVERSATION, MESSAGE})
 USAGE_ENDPOINTS = MESSAGING_ENDPOINTS | {COMMENT_REPLY}
 
 PROFILE_DEFAULT_FIELDS = ("name", "username")
@@ -214,9 +222,16 @@ def route(method: str, segments: list[str]) -> tuple[str, str | None]:
             return SUBSCRIBED_APPS, node
         if edge == "live_media" and method == "GET":
             return LIVE_MEDIA, node
+        if edge == "conversations" and method == "GET":
+            return CONVERSATIONS, node
+        if edge == "replies" and method == "GET":
+            return COMMENT_REPLIES, node
     elif len(segments) == 1 and node is not None:
         if node == "me" and method == "GET":
             return ME, node
+        if method == "GET" and not node.isdigit():
+            # A conversation or a message id (told apart by what the state holds).
+            return CONVERSATION, node
         if node.isdigit():
             if method == "GET":
                 return PROFILE, node
@@ -284,6 +299,20 @@ def check_permissions(state: State, call: Call) -> None:
 def _prune(window: deque[float], horizon: float) -> None:
     while window and window[0] <= horizon:
         window.popleft()
+
+
+def check_read_rate(state: State, call: Call, t: float) -> None:
+    """The Conversations API's per-account limit (calls per second, sliding window)."""
+    limit = state.limits.conversations_per_second
+    if limit is None:
+        return
+    key = call.account["id"] if call.account else call.sender or ""
+    window = state.per_second_reads.setdefault(str(key), deque())
+    _prune(window, t - 1.0)
+    if len(window) >= limit:
+        _violation(state, str(key), "conversations_per_second")
+        raise GraphError(613)
+    window.append(t)
 
 
 def check_rate(state: State, call: Call, t: float) -> None:
@@ -483,11 +512,22 @@ def _recipient_id(call: Call) -> str:
 
 
 # --- handlers ----------------------------------------------------------------------------------
+def _sender_view(call: Call) -> dict[str, Any]:
+    """Who a send is from, as Meta shows it in conversations and comment replies."""
+    if call.account is not None:
+        return {"id": str(call.account["id"]), "username": call.account.get("username", "")}
+    return {"id": call.sender or ""}
+
+
 def _comment_reply(state: State, call: Call) -> dict[str, Any]:
     message = call.params.get("message")
     if not isinstance(message, str) or not message.strip():
         raise invalid_param("(#100) The parameter message is required")
-    return {"id": state.new_comment_id()}
+    reply_id = state.new_comment_id()
+    state.remember_comment_reply(
+        comment_id=call.node or "", reply_id=reply_id, text=message, sender=_sender_view(call)
+    )
+    return {"id": reply_id}
 
 
 def _private_reply(state: State, call: Call) -> dict[str, Any]:
@@ -500,7 +540,19 @@ def _private_reply(state: State, call: Call) -> dict[str, Any]:
     mid = state.new_mid()
     state.private_replied[comment_id] = mid
     recipient_id = state.comment_authors.get(comment_id) or fake_commenter_id(comment_id)
+    _remember(state, call, recipient_id, mid)
     return {"recipient_id": recipient_id, "message_id": mid}
+
+
+def _remember(state: State, call: Call, person: str, mid: str) -> None:
+    text = call.message.get("text") if isinstance(call.message, dict) else None
+    state.remember_message(
+        owner=call.sender or "",
+        person=person,
+        mid=mid,
+        text=text if isinstance(text, str) else "",
+        sender=_sender_view(call),
+    )
 
 
 def _send_message(state: State, call: Call) -> dict[str, Any]:
@@ -516,7 +568,9 @@ def _send_message(state: State, call: Call) -> dict[str, Any]:
         state.duplicate_messages += 1
     else:
         state.sent_messages.add((recipient_id, key))
-    return {"recipient_id": recipient_id, "message_id": state.new_mid()}
+    mid = state.new_mid()
+    _remember(state, call, recipient_id, mid)
+    return {"recipient_id": recipient_id, "message_id": mid}
 
 
 def _sender_action(state: State, call: Call) -> dict[str, Any]:
@@ -610,6 +664,63 @@ def _subscription_app(state: State, call: Call) -> App:
     return state.logins.apps[login]
 
 
+# --- the Conversations API and comment replies: what was sent -----------------------------------
+def _pick(view: dict[str, Any], fields: list[str], default: tuple[str, ...]) -> dict[str, Any]:
+    out = {name: view[name] for name in fields or default if name in view}
+    out["id"] = view["id"]
+    return out
+
+
+def _conversations(state: State, call: Call) -> dict[str, Any]:
+    platform = call.params.get("platform")
+    if platform is not None and platform not in ("instagram", "messenger"):
+        raise invalid_param("(#100) param platform must be one of {instagram, messenger}")
+    if platform == "messenger":
+        return {"data": []}
+    owner = call.sender or ""
+    person = call.params.get("user_id")
+    if person:
+        found = state.conversation_ids.get((owner, str(person)))
+        ids = [found] if found else []
+    else:
+        ids = [cid for (o, _), cid in state.conversation_ids.items() if o == owner][-25:]
+    return {
+        "data": [{"id": cid, "updated_time": state.threads[cid].get("updated_time")} for cid in ids]
+    }
+
+
+def _conversation(state: State, call: Call) -> dict[str, Any]:
+    thread = state.threads.get(call.node or "")
+    if thread is None:
+        _unsupported(state, call)
+    fields = subscriptions.split_fields(call.params.get("fields"))
+    out: dict[str, Any] = {"id": call.node}
+    if "messages" in fields:
+        listed = [{"id": m["id"], "created_time": m["created_time"]} for m in thread["messages"]]
+        out["messages"] = {"data": listed}
+    if "participants" in fields:
+        out["participants"] = {
+            "data": [{"id": thread["owner"]}, {"id": thread["person"]}],
+        }
+    if "updated_time" in fields:
+        out["updated_time"] = thread.get("updated_time")
+    return out
+
+
+def _message(state: State, call: Call) -> dict[str, Any]:
+    message = state.thread_messages.get(call.node or "")
+    if message is None:
+        _unsupported(state, call)
+    fields = subscriptions.split_fields(call.params.get("fields"))
+    return _pick(message, fields, ("id", "created_time"))
+
+
+def _comment_replies(state: State, call: Call) -> dict[str, Any]:
+    fields = subscriptions.split_fields(call.params.get("fields"))
+    replies = state.comment_replies.get(call.node or "", [])
+    return {"data": [_pick(reply, fields, ("id", "text", "timestamp")) for reply in replies]}
+
+
 def _subscribed_apps(state: State, call: Call) -> dict[str, Any]:
     """A Page (graph.facebook.com) takes Page fields; Instagram Login's /me (graph.instagram.com)
     the Instagram fields (meta-api.md section 2, "Subscribing")."""
@@ -674,6 +785,10 @@ HANDLERS: dict[str, Callable[[State, Call], dict[str, Any]]] = {
     LIVE_MEDIA: _live_media,
     COMMENT_HIDE: _comment_hide,
     COMMENT_DELETE: _comment_delete,
+    CONVERSATIONS: _conversations,
+    CONVERSATION: _conversation,
+    MESSAGE: _message,
+    COMMENT_REPLIES: _comment_replies,
     UNKNOWN: _unsupported,
 }
 
@@ -695,6 +810,10 @@ def _build_call(
     if endpoint == COMMENT_REPLY:
         # The path holds the comment; the quota belongs to the account the token is for.
         sender = str(account["id"]) if account is not None else node
+    if endpoint == CONVERSATION and node in state.thread_messages:
+        endpoint = MESSAGE
+    elif endpoint == CONVERSATION and node not in state.threads:
+        endpoint = UNKNOWN
     call = Call(method, endpoint, node, sender, token, account, params, None, host=host)
     if endpoint == _MESSAGES:
         call.recipient = params.get("recipient")
@@ -782,6 +901,8 @@ def _process(state: State, call: Call, t: float) -> tuple[int, dict[str, Any]]:
             raise invalid_param(f"(#100) {call.body_error}")
         if call.endpoint in MESSAGING_ENDPOINTS:
             check_rate(state, call, t)
+        if call.endpoint in CONVERSATION_ENDPOINTS:
+            check_read_rate(state, call, t)
         return 200, HANDLERS[call.endpoint](state, call)
     except GraphError as error:
         return error.status, error.body()

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import itertools
 import json
+import random
 import secrets
 import threading
 import time
@@ -33,6 +34,12 @@ APP_SUBSCRIPTIONS = "app_subscriptions"  # /{app-id}/subscriptions, with the app
 LIVE_MEDIA = "live_media"  # /{ig-user-id}/live_media
 COMMENT_HIDE = "comment_hide"
 COMMENT_DELETE = "comment_delete"
+# The Conversations API (GET /{owner}/conversations, /{conversation-id}, /{message-id}) and a
+# comment's replies (GET /{comment-id}/replies): how a client learns what became of a send.
+CONVERSATIONS = "conversations"
+CONVERSATION = "conversation"
+MESSAGE = "message"
+COMMENT_REPLIES = "comment_replies"
 # OAuth and account endpoints (oauth.py); endpoint names, not secrets (hence the noqa).
 OAUTH_DIALOG = "oauth_dialog"  # www.facebook.com/vNN/dialog/oauth
 OAUTH_ACCESS_TOKEN = "oauth_access_token"  # noqa: S105 graph.facebook.com/vNN/oauth/access_token
@@ -67,6 +74,10 @@ ENDPOINTS = (
     LIVE_MEDIA,
     COMMENT_HIDE,
     COMMENT_DELETE,
+    CONVERSATIONS,
+    CONVERSATION,
+    MESSAGE,
+    COMMENT_REPLIES,
     *OAUTH_ENDPOINTS,
     UNKNOWN,
 )
@@ -74,6 +85,10 @@ ANY = "any"
 
 # Keep the in-memory log bounded for long benchmarks; the JSONL file keeps everything.
 DEFAULT_MAX_LOG = 200_000
+# Meta lets an app read only a conversation's 20 most recent messages; older ones are forgotten.
+THREAD_MESSAGES = 20
+# Replies remembered per comment (what GET /{comment-id}/replies answers with).
+COMMENT_REPLIES_KEPT = 50
 
 # Keys whose string values are masked wherever they appear in the log (query, body, response).
 SECRET_KEYS = frozenset(
@@ -138,11 +153,14 @@ def fake_account(token: str) -> dict[str, Any]:
 class Limits:
     send_per_second: int | None = None
     private_replies_per_hour: int | None = None
+    # The Conversations API's per-account limit (meta-api.md section 5: 2 calls/s).
+    conversations_per_second: int | None = None
 
     def to_dict(self) -> dict[str, int | None]:
         return {
             "send_per_second": self.send_per_second,
             "private_replies_per_hour": self.private_replies_per_hour,
+            "conversations_per_second": self.conversations_per_second,
         }
 
 
@@ -159,14 +177,28 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     apply: bool = False  # only with drop: Meta did it, the answer got lost
+    # The share of matching calls it hits (1: all); drawn from a generator seeded per fault.
+    probability: float = 1.0
     used: int = 0
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Any, fault_id: int) -> Fault:
         """Validate a control-API fault; ValueError says what is wrong."""
         if not isinstance(data, dict):
             raise ValueError("a fault must be a JSON object")
-        known = {"endpoint", "node", "times", "status", "error", "delay", "drop", "apply"}
+        known = {
+            "endpoint",
+            "node",
+            "times",
+            "status",
+            "error",
+            "delay",
+            "drop",
+            "apply",
+            "probability",
+            "seed",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
@@ -194,6 +226,16 @@ class Fault:
         drop = bool(data.get("drop", False))
         if status is None and error is None and not delay and not drop:
             raise ValueError("a fault needs at least one of status, error, delay, drop")
+        probability = data.get("probability", 1.0)
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, int | float)
+            or not 0 < probability <= 1
+        ):
+            raise ValueError("probability must be a number above 0 and at most 1")
+        seed = data.get("seed", fault_id)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError("seed must be an integer")
         node = data.get("node")
         return cls(
             id=fault_id,
@@ -205,6 +247,8 @@ class Fault:
             delay=float(delay),
             drop=drop,
             apply=bool(data.get("apply", False)),
+            probability=float(probability),
+            rng=random.Random(seed),
         )
 
     @property
@@ -227,6 +271,7 @@ class Fault:
             "delay": self.delay,
             "drop": self.drop,
             "apply": self.apply,
+            "probability": self.probability,
             "used": self.used,
         }
 
@@ -275,6 +320,13 @@ class State:
         self.private_replied: dict[str, str] = {}  # comment id -> mid of the private reply
         self.subscriptions: dict[str, list[str]] = {}
         self.sent_messages: set[tuple[str, bytes]] = set()  # (recipient, message hash)
+        # Conversations API: (owner, person) -> conversation id; conversation id -> thread;
+        # message id -> message (only the ones a thread still holds); comment id -> replies.
+        self.conversation_ids: dict[tuple[str, str], str] = {}
+        self.threads: dict[str, dict[str, Any]] = {}
+        self.thread_messages: dict[str, dict[str, Any]] = {}
+        self.comment_replies: dict[str, list[dict[str, Any]]] = {}
+        self.per_second_reads: dict[str, deque[float]] = {}
         self.per_second: dict[str, deque[float]] = {}
         self.per_hour: dict[str, deque[float]] = {}
         self.logins = Logins(self.default_apps)
@@ -313,6 +365,54 @@ class State:
     def new_fault_id(self) -> int:
         return next(self._fault_ids)
 
+    # --- what was sent: conversations and comment replies ------------------------------------
+    def remember_message(
+        self,
+        *,
+        owner: str,
+        person: str,
+        mid: str,
+        text: str,
+        sender: dict[str, Any],
+        inbound: bool = False,
+    ) -> None:
+        """A message between the account and a person, as the Conversations API shows it:
+        sent by the account, or (``inbound``) written by the person."""
+        key = (owner, person)
+        conversation_id = self.conversation_ids.get(key)
+        if conversation_id is None:
+            raw = f"thread:{owner}:{person}:{secrets.token_hex(6)}".encode()
+            conversation_id = "aWdfZAG" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            self.conversation_ids[key] = conversation_id
+            self.threads[conversation_id] = {
+                "owner": owner,
+                "person": person,
+                "messages": deque(),
+            }
+        thread = self.threads[conversation_id]
+        created = iso_time()
+        message = {
+            "id": mid,
+            "created_time": created,
+            "from": sender,
+            "to": {
+                "data": [{"id": owner} if inbound else {"id": person, "username": f"user_{person}"}]
+            },
+            "message": text,
+        }
+        thread["messages"].appendleft(message)  # newest first, like Meta
+        thread["updated_time"] = created
+        self.thread_messages[mid] = message
+        while len(thread["messages"]) > THREAD_MESSAGES:
+            self.thread_messages.pop(thread["messages"].pop()["id"], None)
+
+    def remember_comment_reply(
+        self, *, comment_id: str, reply_id: str, text: str, sender: dict[str, Any]
+    ) -> None:
+        replies = self.comment_replies.setdefault(comment_id, [])
+        replies.append({"id": reply_id, "text": text, "timestamp": iso_time(), "from": sender})
+        del replies[:-COMMENT_REPLIES_KEPT]
+
     # --- accounts ----------------------------------------------------------------------------
     def account_for(self, token: str | None) -> dict[str, Any] | None:
         if not token:
@@ -332,6 +432,8 @@ class State:
         """The first matching fault, in the order they were added; consumes one use."""
         for index, fault in enumerate(self.faults):
             if fault.matches(endpoint, nodes):
+                if fault.probability < 1 and fault.rng.random() >= fault.probability:
+                    continue  # this call is spared
                 fault.used += 1
                 if fault.times is not None:
                     fault.times -= 1
@@ -395,6 +497,11 @@ class State:
                 "send_messages": self.duplicate_messages,
             },
         }
+
+
+def iso_time() -> str:
+    """Meta's time format in Graph answers, e.g. "2026-11-25T10:00:00+0000"."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime())
 
 
 def now() -> float:

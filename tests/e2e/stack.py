@@ -28,7 +28,7 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
-from meta.samples import comment_body, signed
+from meta.samples import comment_body, message_body, signed
 from meta.standin import StandInControl
 from tests.e2e.processes import BASE_DIR, VENV_BIN, Process, free_port, worker_command
 
@@ -313,6 +313,7 @@ class Stack:
         """A connected account (Facebook Login, sending as its page) with a "guide" trigger."""
         ig_user_id = _random_digits("1784", 17)
         page_id = _random_digits("1000", 15)
+        token = f"EAAfaults{secrets.token_hex(8)}"
         self.manage(
             "connect_account",
             "--workspace",
@@ -322,10 +323,12 @@ class Stack:
             "--username",
             username,
             "--access-token",
-            f"EAAfaults{secrets.token_hex(8)}",
+            token,
             "--page-id",
             page_id,
         )
+        # Meta knows whose token it is: our messages and replies show this account as sender.
+        self.control.register_account(token, ig_user_id, username=username)
         triggers = {
             "triggers": [
                 {
@@ -384,6 +387,13 @@ class Stack:
             post = Post(label, None, time.monotonic() - started, repr(exc))
         self.posts.append(post)
         return post
+
+    def post_message(self, account: Account, person: str, text: str) -> Post:
+        """A person writes to the account: at Meta (their conversation now exists), then the
+        messaging webhook Meta sends."""
+        self.control.person_wrote(account.page_id, person, text)
+        body = message_body(account_id=account.ig_user_id, sender_id=person, text=text)
+        return self._post_body(body, f"dm:{person}", timeout=20)
 
     def post_all(self, comments: list[Comment]) -> list[Post]:
         return [self.post(comment) for comment in comments]

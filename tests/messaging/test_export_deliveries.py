@@ -280,3 +280,30 @@ def test_help_describes_the_options(capsys):
     help_text = capsys.readouterr().out
     assert "--format" in help_text
     assert "--since" in help_text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_that_stops_early_ends_the_export_quietly():
+    # `export_deliveries | head -1` ended in a BrokenPipeError traceback (issue 12).
+    import subprocess
+    import sys
+
+    from tests.e2e.processes import BASE_DIR, current_database_url
+
+    account = InstagramAccountFactory()
+    DeliveryFactory.create_batch(300, account=account, payload={"text": "x" * 500})
+    env = {**__import__("os").environ, "DATABASE_URL": current_database_url()}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "export_deliveries", "--format", "csv"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.readline().startswith(b"id,")  # the reader takes a line, then goes
+    process.stdout.close()
+    _, errors = process.communicate(timeout=60)
+
+    assert b"Traceback" not in errors, errors.decode()
+    assert b"BrokenPipeError" not in errors, errors.decode()
+    assert process.returncode == 0

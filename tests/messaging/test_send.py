@@ -257,7 +257,8 @@ def test_connection_refused_is_retried(mocked_graph):
 
 
 # --- unknown outcome: never retried ---------------------------------------------------------------
-def test_read_timeout_is_unknown_and_not_retried(mocked_graph):
+def test_read_timeout_is_unknown_and_not_retried(mocked_graph, settings):
+    settings.UNKNOWN_MAX_CHECKS = 0  # Meta is never asked (messaging/resolve.py)
     delivery = private_reply()
     fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
 
@@ -267,6 +268,20 @@ def test_read_timeout_is_unknown_and_not_retried(mocked_graph):
     assert delivery.next_attempt_at is None
     assert "not retried" in delivery.detail
     assert delivery.attempt_log.get().outcome == "unknown"
+
+
+def test_read_timeout_is_unknown_and_meta_is_asked_later(mocked_graph, settings):
+    settings.UNKNOWN_CHECK_AFTER_SECONDS = 30.0
+    delivery = private_reply()
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    # Not sent again blindly: a check with Meta is due once Meta has had time to finish.
+    assert delivery.next_attempt_at == delivery.call_started_at + timedelta(seconds=30)
+    assert "not retried blindly: Meta is asked" in delivery.detail
+    assert len(mocked_graph.calls) == 1
 
 
 def test_an_unknown_delivery_is_not_sent_again(mocked_graph):
@@ -698,3 +713,129 @@ def test_a_worker_whose_claim_the_sweeper_settled_never_calls_meta(mocked_graph,
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 0)
     assert not DeliveryAttempt.objects.filter(delivery=delivery).exists()
+
+
+# --- the lease a sending worker holds (issue 12: recovery in seconds) ----------------------------
+@pytest.mark.django_db(transaction=True)
+def test_the_sending_worker_renews_its_lease_while_meta_is_slow(mocked_graph, settings):
+    settings.SEND_LEASE_SECONDS = 0.6
+    delivery = private_reply()
+    seen = {}
+
+    def slow_meta(request):
+        claimed = Delivery.objects.get(pk=delivery.pk).lease_expires_at
+        time.sleep(0.8)  # longer than the lease: only renewals keep it valid
+        seen.update(
+            claimed=claimed,
+            renewed=Delivery.objects.get(pk=delivery.pk).lease_expires_at,
+            now=timezone.now(),
+        )
+        return 200, {}, json.dumps({"recipient_id": "848067418322071", "message_id": "m.1"})
+
+    mocked_graph.add_callback("POST", messages_url(delivery.account), callback=slow_meta)
+
+    delivery = send(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert seen["renewed"] > seen["claimed"]
+    assert seen["renewed"] > seen["now"]  # a sweep at the end of the call finds it alive
+
+
+# --- an unknown private reply is repeated: Meta's "already replied" proves the first went out ----
+def unknown_private_reply(mocked_graph):
+    delivery = private_reply()
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
+    delivery = send(delivery)
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    mocked_graph.reset()
+    return delivery
+
+
+def check_now(delivery):
+    from messaging import resolve
+
+    assert resolve.delivery_resolve(delivery_id=delivery.pk) == "repeat queued"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.QUEUED
+    return send(delivery)
+
+
+def test_a_repeat_refused_as_already_replied_proves_the_first_went_out(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    answer(
+        mocked_graph,
+        delivery.account,
+        status=400,
+        body=meta_error(10, 2534025, message="(#10) This comment's private reply was already used"),
+    )
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.reason == ""
+    assert "already replied" in delivery.detail and "10/2534025" in delivery.detail
+    first, repeat = delivery.attempt_log.order_by("number")
+    assert (first.outcome, repeat.outcome) == ("unknown", "confirmed")
+    # The evidence is Meta's own answer, kept on the repeat's attempt.
+    assert (repeat.meta_code, repeat.meta_subcode) == (10, 2534025)
+    assert "already used" in repeat.response_excerpt
+    assert delivery.sent_at == first.started_at
+
+
+def test_a_repeat_that_goes_out_means_the_first_never_did(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    answer(mocked_graph, delivery.account)
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.meta_response_id == "m.1"
+    assert [a.outcome for a in delivery.attempt_log.order_by("number")] == ["unknown", "sent"]
+
+
+def test_a_repeat_that_times_out_again_stays_unknown_with_a_later_check(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    fail_with(mocked_graph, delivery.account, requests.exceptions.ReadTimeout("Read timed out."))
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert delivery.resolution_checks == 1
+    assert delivery.next_attempt_at > timezone.now()
+
+
+def test_a_repeat_refused_otherwise_cannot_tell_and_stays_unknown(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    answer(mocked_graph, delivery.account, status=400, body=meta_error(551, message="(#551) gone"))
+
+    delivery = check_now(delivery)
+
+    # The first may still have gone out: never recorded as failed on a guess.
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert "could not tell" in delivery.detail
+
+
+def test_a_repeat_the_checklist_stops_stays_unknown(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        interaction_at=timezone.now() - timedelta(days=8)
+    )
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert "could not be checked" in delivery.detail
+    assert len(mocked_graph.calls) == 0
+
+
+def test_a_repeat_held_for_a_reconnect_is_checked_again_later(mocked_graph):
+    delivery = unknown_private_reply(mocked_graph)
+    InstagramAccount.objects.filter(pk=delivery.account_id).update(
+        status=AccountStatus.NEEDS_RECONNECT
+    )
+
+    delivery = check_now(delivery)
+
+    assert delivery.status == DeliveryStatus.UNKNOWN
+    assert delivery.next_attempt_at is not None  # asked again once the account may send
+    assert len(mocked_graph.calls) == 0

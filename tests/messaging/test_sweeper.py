@@ -15,7 +15,7 @@ from messaging.models import (
     DeliveryStatus,
 )
 from messaging.selectors import accounts_with_due_work
-from messaging.services import deliveries_sweep
+from messaging.services import deliveries_sweep, sends_recover
 from tests.factories import DeliveryFactory, InstagramAccountFactory
 from tests.messaging.doubles import TaskRecorder
 
@@ -104,6 +104,66 @@ def test_a_send_in_progress_is_left_alone(now):
     deliveries_sweep(now=now)
 
     assert reloaded(sending).status == DeliveryStatus.SENDING
+
+
+# --- leases: a dead worker's send is settled in seconds, not after the stale window --------------
+def test_a_send_whose_lease_ran_out_is_unknown_within_seconds(now):
+    # Claimed 6 s ago, far inside STALE_SENDING_SECONDS (60): only the lease tells it is lost.
+    dead = DeliveryFactory(
+        status=DeliveryStatus.SENDING,
+        attempts=1,
+        sending_started_at=now - timedelta(seconds=6),
+        call_started_at=now - timedelta(seconds=6),
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    DeliveryAttempt.objects.create(delivery=dead, number=1, outcome="in_flight")
+
+    result = sends_recover(now=now)
+
+    dead = reloaded(dead)
+    assert dead.status == DeliveryStatus.UNKNOWN
+    assert "may have reached Meta" in dead.detail
+    assert dead.attempt_log.get().outcome == "lost"
+    assert result["marked_unknown"] == 1
+    # Meta is asked about it once it had time to finish the request (messaging/resolve.py).
+    assert dead.next_attempt_at is not None
+
+
+def test_a_send_whose_lease_ran_out_before_calling_meta_is_queued_again(now, pacer_runs):
+    dead = DeliveryFactory(
+        status=DeliveryStatus.SENDING,
+        sending_started_at=now - timedelta(seconds=6),
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+
+    result = sends_recover(now=now)
+
+    assert reloaded(dead).status == DeliveryStatus.QUEUED
+    assert reloaded(dead).dispatched_at is None
+    assert result["recovered"] == 1
+
+
+def test_a_slow_send_whose_worker_renews_its_lease_is_left_alone(now):
+    # Older than the stale window, but its worker is alive: the lease is fresh.
+    slow = DeliveryFactory(
+        status=DeliveryStatus.SENDING,
+        attempts=1,
+        sending_started_at=now - timedelta(seconds=90),
+        lease_expires_at=now + timedelta(seconds=3),
+    )
+    DeliveryAttempt.objects.create(delivery=slow, number=1, outcome="in_flight")
+
+    deliveries_sweep(now=now)
+    sends_recover(now=now)
+
+    assert reloaded(slow).status == DeliveryStatus.SENDING
+
+
+def test_recover_sends_runs_on_the_sends_queue_every_few_seconds(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["recover-sends"]
+    assert entry["task"] == "messaging.recover_sends"
+    assert entry["schedule"] <= 5
+    assert settings.CELERY_TASK_ROUTES["messaging.recover_sends"] == {"queue": "sends"}
 
 
 # --- held sends -----------------------------------------------------------------------------------

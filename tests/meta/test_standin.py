@@ -572,6 +572,7 @@ def test_send_per_second_limit(graph: Graph, control: StandInControl) -> None:
     assert control.set_limits(send_per_second=3) == {
         "send_per_second": 3,
         "private_replies_per_hour": None,
+        "conversations_per_second": None,
     }
     statuses = [graph.send("6502", {"text": str(i)}).status_code for i in range(3)]
     assert statuses == [200, 200, 200]
@@ -609,7 +610,11 @@ def test_private_replies_per_hour_limit(graph: Graph, control: StandInControl) -
     assert control.stats()["violations"]["by_kind"] == {"private_replies_per_hour": 1}
 
     control.set_limits(private_replies_per_hour=None)
-    assert control.limits() == {"send_per_second": None, "private_replies_per_hour": None}
+    assert control.limits() == {
+        "send_per_second": None,
+        "private_replies_per_hour": None,
+        "conversations_per_second": None,
+    }
     assert graph.private_reply("179005009").status_code == 200
 
 
@@ -660,7 +665,11 @@ def test_reset_forgets_everything(graph: Graph, control: StandInControl) -> None
     control.reset()
     assert control.requests() == []
     assert control.faults() == []
-    assert control.limits() == {"send_per_second": None, "private_replies_per_hour": None}
+    assert control.limits() == {
+        "send_per_second": None,
+        "private_replies_per_hour": None,
+        "conversations_per_second": None,
+    }
     assert control.stats()["total"] == 0
     assert graph.get("/me").status_code == 200
     assert_meta_error(graph.get("/6603", params={"fields": "username"}), 230)  # consent gone

@@ -258,12 +258,31 @@ def test_reply_to_a_comment_is_not_answered(django_capture_on_commit_callbacks):
     assert Delivery.objects.count() == 0
 
 
-def test_malformed_payload_marks_event_failed(django_capture_on_commit_callbacks):
+def test_malformed_payload_is_ignored_saying_why(django_capture_on_commit_callbacks, caplog):
+    # Issue 12: a shape processing does not understand is an outcome, not a crash to retry.
     event = _process(
         {"object": "instagram", "entry": "not a list"}, django_capture_on_commit_callbacks
     )
-    assert event.state == EventState.FAILED
-    assert "entry" in event.error
+    assert event.state == EventState.IGNORED
+    assert event.error == ""
+    assert event.result == [
+        {
+            "type": "envelope",
+            "outcome": "ignored",
+            "why": "The webhook 'entry' must be a list, got str.",
+        }
+    ]
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+def test_unhashable_object_is_ignored_without_a_traceback(
+    django_capture_on_commit_callbacks, caplog
+):
+    # It was `TypeError: unhashable type: 'dict'` in meta/payloads.py _entries.
+    event = _process({"object": {"a": 1}, "entry": []}, django_capture_on_commit_callbacks)
+    assert event.state == EventState.IGNORED
+    assert "'dict'" in event.result[0]["why"]
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_meta_error_is_recorded_on_the_delivery(mocked_graph, django_capture_on_commit_callbacks):

@@ -1,5 +1,8 @@
+import contextlib
 import csv
 import json
+import os
+import sys
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -37,6 +40,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        try:
+            self._export(options)
+        except BrokenPipeError:
+            # The reader stopped early (`export_deliveries | head -1`): not an error. Point
+            # stdout at nothing, so the interpreter's final flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, sys.stdout.fileno())
+
+    def _export(self, options) -> None:
         since = _parse_since(options["since"]) if options.get("since") else None
         person = person_for_command(options.get("as_user"), SUPPORT_ROLES, "export deliveries")
         workspace = options.get("workspace")

@@ -67,6 +67,19 @@ DEMO_TRIGGERS = {
 }
 
 
+# What to type to see each demo trigger answer (README, "More of the demo's triggers").
+DEMO_TRIES = {
+    "Guide giveaway": 'simulate_comment "guide please": a public reply and a private reply.',
+    "Link with a button": (
+        'simulate_comment "link please": a private reply with a "Send me the link" button; '
+        'then simulate_message "Send me the link": the link as a DM.'
+    ),
+    "Price question": 'simulate_message "how much is it? prcie?" (typos welcome): the price.',
+    "Thanks for the mention": "simulate_message --kind story_mention: a thank-you, once a day.",
+    "Default reply": 'simulate_message "hello": the default reply when nothing else matches.',
+}
+
+
 class Command(BaseCommand):
     help = (
         "Load demo data: a workspace, a connected demo account (talking to the local Graph "
@@ -93,8 +106,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo account @{account.username} ({account.ig_user_id}) in {DEMO_WORKSPACE!r}; "
             f"{len(DEMO_TRIGGERS['triggers'])} demo triggers: {summary.created} created, "
-            f"{summary.updated} updated."
+            f"{summary.updated} updated. Try them:"
         )
+        for trigger in DEMO_TRIGGERS["triggers"]:
+            self.stdout.write(f"  - {trigger['name']}: {DEMO_TRIES[trigger['name']]}")
         if not settings.DEBUG:
             raise CommandError("Not creating the demo admin login: DEBUG is off.")
         user_model = get_user_model()

@@ -144,7 +144,7 @@ class Delivery(models.Model):
     # gone and the sweeper settles the send (docs/queues.md, "Crash and broker recovery").
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Times Meta was asked what became of an `unknown` send (messaging/resolve.py).
-    resolution_checks = models.PositiveSmallIntegerField(default=0)
+    resolution_checks = models.SmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -469,6 +469,11 @@ def parse_webhook(body: object) -> list[Event]:
     return [event for entry in _entries(body) for event in _iter_entry(entry)]
 
 
+def entry_account_id(entry: object) -> str:
+    """The account an entry names (``entry.id``), "" when it cannot be an id."""
+    return _id(entry.get("id")) if isinstance(entry, dict) else ""
+
+
 def iter_entry_account_ids(body: object) -> set[str]:
     """The account ids (``entry[].id``) a webhook body is about, for tagging a stored event.
 

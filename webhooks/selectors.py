@@ -22,7 +22,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.models import InstagramAccount
 from accounts.permissions import SUPPORT_ROLES, is_agency_admin, member_workspace_ids
-from meta.payloads import PayloadError, parse_webhook
+from meta.payloads import PayloadError, entry_account_id, parse_webhook
 from webhooks.models import WebhookEvent, WebhookEventPart
 
 
@@ -66,11 +66,9 @@ class EventView:
 
 
 def entry_instagram_id(entry: object) -> str:
-    """The account an entry names (``entry.id``), as meta.payloads reads it."""
-    value = entry.get("id") if isinstance(entry, dict) else None
-    if value is None or isinstance(value, dict | list):
-        return ""
-    return str(value)
+    """The account an entry names (``entry.id``), as meta.payloads reads it (an id holding a
+    NUL or a control character is no id: "")."""
+    return entry_account_id(entry)
 
 
 def body_entries_by_account(body: object) -> dict[str, list[dict[str, Any]]] | None:

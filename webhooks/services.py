@@ -340,7 +340,9 @@ def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
             event=event,
             instagram_id=group.instagram_id,
             account=by_id.get(group.instagram_id) if group.instagram_id else None,
-            body=json.dumps({"object": obj, "entry": group.entries}, ensure_ascii=False),
+            # ASCII with escapes: a NUL or a lone surrogate in the body stays an escape, which
+            # PostgreSQL text can hold.
+            body=json.dumps({"object": obj, "entry": group.entries}),
             result=group.result,
         )
         for group in groups

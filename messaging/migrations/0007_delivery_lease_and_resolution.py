@@ -17,6 +17,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="delivery",
             name="resolution_checks",
-            field=models.PositiveSmallIntegerField(default=0),
+            field=models.SmallIntegerField(default=0),
         ),
     ]

@@ -612,12 +612,15 @@ def _room_for_a_read(account: InstagramAccount) -> bool:
 
 
 def _comment_time_matters(delivery: Delivery, now: datetime) -> bool:
-    return (
-        delivery.kind == DeliveryKind.PRIVATE_REPLY
-        and delivery.comment_created_at is None
-        and delivery.interaction_at is not None
-        and now >= delivery.interaction_at + PRIVATE_REPLY_WINDOW - REDELIVERY_SPAN
-    )
+    """Whether the webhook's time (an upper bound of the comment's) leaves the 7-day window
+    in doubt: it says open, but the comment may be up to 36 hours older. Past the bound's
+    edge the window is closed whatever the comment's own time, so nothing is read."""
+    if delivery.kind != DeliveryKind.PRIVATE_REPLY or delivery.comment_created_at is not None:
+        return False
+    if delivery.interaction_at is None:
+        return False
+    edge = delivery.interaction_at + PRIVATE_REPLY_WINDOW
+    return edge - REDELIVERY_SPAN <= now < edge
 
 
 def comment_created_at_read(*, delivery: Delivery) -> datetime | None:

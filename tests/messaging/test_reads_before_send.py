@@ -148,3 +148,16 @@ def test_a_live_reply_after_the_broadcast_ended_is_skipped_with_why(mocked_graph
     assert "only while the broadcast is live" in delivery.detail
     assert [c.request.method for c in mocked_graph.calls] == ["GET"]
     assert Delivery.objects.get(pk=delivery.pk).attempts == 0
+
+
+def test_past_the_webhooks_own_edge_nothing_is_read(mocked_graph):
+    # entry.time is an upper bound of the comment's time: 7 days past it, the comment is older
+    # still, so the window is closed without asking Meta.
+    delivery = private_reply(interaction_at=timezone.now() - timedelta(days=7, minutes=1))
+    answer(mocked_graph, delivery.account)
+    delivery = send(delivery)
+    assert (delivery.status, delivery.reason) == (
+        DeliveryStatus.SKIPPED,
+        DeliveryReason.WINDOW_EXPIRED,
+    )
+    assert len(mocked_graph.calls) == 0

@@ -1,7 +1,10 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from accounts.admin_tools import CsvExportMixin
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AccountStatus, Contact, InstagramAccount, Workspace
 from accounts.permissions import (
@@ -151,15 +154,52 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(WorkspaceScopedAdmin):
+class ContactAdmin(CsvExportMixin, WorkspaceScopedAdmin):
+    """Support finds a person (by @username, name, what they wrote, comment id or IGSID) and
+    reads their timeline: everything they did and everything sent to them, in order."""
+
     workspace_path = "account__workspace"
     view_roles = SUPPORT_ROLES
     edit_roles = AGENCY_ONLY
-    list_display = ["__str__", "igsid", "account", "last_interaction_at", "last_comment_at"]
+    list_display = ["__str__", "name", "igsid", "account", "last_interaction_at", "last_comment_at"]
     list_filter = ["account"]
     list_select_related = ["account"]
     search_fields = ["igsid", "username"]
-    raw_id_fields = ["account"]
+    search_help_text = "Find by @username, name, what they wrote, comment id or IGSID."
+    csv_fields = [
+        ("igsid", lambda c: c.igsid),
+        ("username", lambda c: c.username),
+        ("name", lambda c: c.name),
+        ("account", lambda c: c.account.username),
+        ("last_interaction_at", lambda c: c.last_interaction_at),
+        ("last_comment_at", lambda c: c.last_comment_at),
+        ("created_at", lambda c: c.created_at),
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # people arrive by writing to an account
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # what Meta told us about a person is not edited by hand
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        # Imported here: the console reads every app; accounts is the base they build on.
+        from console.search import contacts_matching
+
+        roles = self.view_roles + self.edit_roles
+        return contacts_matching(queryset, user=request.user, roles=roles, text=search_term), False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from console.views import contact_page
+
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, obj) or request.method != "GET":
+            raise PermissionDenied  # a read-only record: nothing to post here
+        return contact_page(self, request, obj)
 
 
 from accounts import admin_people  # noqa: E402, F401  (people, audit trail)

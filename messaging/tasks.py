@@ -18,3 +18,10 @@ def pace_account(account_id: int) -> dict:
 @shared_task(name="messaging.sweep_deliveries")
 def sweep_deliveries() -> dict:
     return services.deliveries_sweep()
+
+
+@shared_task(name="messaging.fill_contact_profiles")
+def fill_contact_profiles() -> int:
+    from messaging.profiles import contacts_fill_profiles
+
+    return contacts_fill_profiles()

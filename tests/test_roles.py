@@ -57,7 +57,8 @@ SCOPED = {
         {"marketer_a": "A", "support_a": "A", "mixed": "AB"},
     ),
     "contact": ("accounts", "contact", {"support_a": "A", "mixed": "B"}),
-    "delivery": ("messaging", "delivery", {"support_a": "A", "mixed": "B"}),
+    # Marketers read the sends of their workspaces' triggers; support reads every send.
+    "delivery": ("messaging", "delivery", {"marketer_a": "A", "support_a": "A", "mixed": "AB"}),
     "webhookevent": ("webhooks", "webhookevent", {"support_a": "A", "mixed": "B"}),
 }
 AGENCY_ONLY = {
@@ -74,9 +75,10 @@ PERMS = {
     "triggerfiring": {"admin": "vd", "marketer_a": "v", "mixed": "v"},
     "auditentry": {"admin": "v", "marketer_a": "v", "mixed": "v"},
     "instagramaccount": {"admin": "vacd", "marketer_a": "v", "support_a": "v", "mixed": "v"},
-    "contact": {"admin": "vacd", "support_a": "v", "mixed": "v"},
-    "delivery": {"admin": "vcd", "support_a": "v", "mixed": "v"},
-    "webhookevent": {"admin": "vcd", "support_a": "v", "mixed": "v"},
+    # Records of what happened are read-only pages, for everyone (actions act on them).
+    "contact": {"admin": "vd", "support_a": "v", "mixed": "v"},
+    "delivery": {"admin": "vd", "marketer_a": "v", "support_a": "v", "mixed": "v"},
+    "webhookevent": {"admin": "vd", "support_a": "v", "mixed": "v"},
     "workspace": {"admin": "vacd"},
     "membership": {"admin": "vacd"},
     "invitation": {"admin": "vad"},
@@ -257,12 +259,15 @@ def test_object_permissions_are_per_workspace(world, user, key):
 @pytest.mark.parametrize(
     ("user", "expected"),
     [
-        ("marketer_a", {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry"}),
-        ("support_a", {"instagramaccount", "contact", "delivery", "webhookevent"}),
+        (
+            "marketer_a",
+            {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry", "delivery"},
+        ),
+        ("support_a", {"instagramaccount", "contact", "delivery", "webhookevent", "interaction"}),
         (
             "mixed",
             {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry"}
-            | {"contact", "delivery", "webhookevent"},
+            | {"contact", "delivery", "webhookevent", "interaction"},
         ),
         ("nobody", set()),
     ],
@@ -479,11 +484,10 @@ def test_support_cannot_reprocess_events(world, monkeypatch):
     event = world.obj["webhookevent"]["A"]
     action_form = client_for(world, "support_a").get(url).context["action_form"]
     assert action_form is None or "reprocess" not in str(action_form)
-    client_for(world, "support_a").post(
-        url, {"action": "reprocess", "_selected_action": [event.pk]}
-    )
+    confirmed = {"action": "reprocess", "_selected_action": [event.pk], "confirmed": "yes"}
+    client_for(world, "support_a").post(url, confirmed)
     assert calls == []
-    client_for(world, "admin").post(url, {"action": "reprocess", "_selected_action": [event.pk]})
+    client_for(world, "admin").post(url, confirmed)
     assert calls == [event.pk]
 
 

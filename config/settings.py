@@ -255,7 +255,7 @@ LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND = env.int("LIVE_PRIVATE_REPLY_LIMIT_PER_SECO
 MEDIA_SEND_LIMIT_PER_SECOND = env.int("MEDIA_SEND_LIMIT_PER_SECOND", default=10)
 # The address people reach this app at (https://dm.example.com): tracked links in messages
 # (/l/<token>) are built on it. Unset: links are sent as written and clicks are not counted.
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 # Quick replies and postback buttons in private replies to comments: reports conflict on
 # whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
 # continues the flow instead.

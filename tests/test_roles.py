@@ -25,6 +25,7 @@ from accounts import permissions
 from accounts.models import AuditEntry, DataDeletionRequest, Invitation, Role
 from messaging.models import AccountQueue, Delivery, DeliveryAttempt
 from meta.samples import comment_body, message_body
+from tests.editor_forms import editor_post
 from tests.factories import (
     ContactFactory,
     DeliveryFactory,
@@ -510,27 +511,13 @@ def test_list_editable_post_for_another_workspace_changes_nothing(world):
 
 
 def trigger_form(account, **overrides) -> dict:
-    data = {
-        "account": account.pk,
-        "name": "Spring sale",
-        "event": "comment",
-        "match": "contains",
-        "keywords": '["sale"]',
-        "examples": "[]",
-        "media_ids": "[]",
-        "public_replies": '["Check your DMs"]',
-        "messages": '[{"text": "Here you go"}]',
-        "enabled": "on",
-        "priority": "0",
-        "extra": "{}",
-    }
-    data.update(overrides)
-    return data
+    """What the trigger editor posts for a comment trigger "Spring sale" on ``account``."""
+    return editor_post(account.pk, **{"name": "Spring sale", **overrides})
 
 
 def test_trigger_form_offers_only_the_marketers_accounts(world):
     response = client_for(world, "mixed").get(reverse("admin:triggers_trigger_add"))
-    field = response.context["adminform"].form.fields["account"]
+    field = response.context["form"].fields["account"]
     choices = {account.pk for account in field.queryset}
     assert choices == {world.account["A"].pk}  # mixed is support in Bravo: no Bravo triggers
 

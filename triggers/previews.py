@@ -1,4 +1,5 @@
-"""What a person will see on their phone: a message (ours, or Meta's shape) as bubbles."""
+"""What a person will see on their phone: a flow (the trigger file's shape) or a sent message
+(Meta's shape) as bubbles, for the trigger page's preview and a delivery's page."""
 
 from __future__ import annotations
 

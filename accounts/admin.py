@@ -4,7 +4,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
-from accounts.admin_tools import CsvExportMixin
+from accounts.admin_tools import CsvExportMixin, confirm_action
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AccountStatus, Contact, InstagramAccount, Workspace
 from accounts.permissions import (
@@ -98,7 +98,7 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "login_kind",
         "webhooks_display",
         "last_webhook_at",
-        "masked_token",
+        "sending",
     ]
     list_filter = ["status", "login_kind", "workspace"]
     list_select_related = ["workspace"]
@@ -112,7 +112,7 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["replay_disconnected"]
+    actions = ["replay_disconnected", "pause_sending", "resume_sending"]
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: InstagramAccount) -> str:
@@ -135,6 +135,75 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
 
     def has_replay_permission(self, request) -> bool:
         return is_agency_admin(request.user)
+
+    @admin.display(description="Sending")
+    def sending(self, obj: InstagramAccount) -> str:
+        from messaging.actions import account_is_paused_by_operator
+
+        if account_is_paused_by_operator(obj):
+            return format_html("<strong class='warn'>paused</strong>: {}", obj.pause_reason)
+        return "on"
+
+    def has_pause_permission(self, request) -> bool:
+        return is_agency_admin(request.user)
+
+    @admin.action(description="Pause sending (sends wait until resumed)", permissions=["pause"])
+    def pause_sending(self, request, queryset):
+        from messaging.actions import account_is_paused_by_operator, account_sending_pause
+
+        accounts = list(queryset)
+        ready = [a for a in accounts if not account_is_paused_by_operator(a)]
+        already = len(accounts) - len(ready)
+
+        def run(items):
+            for account in items:
+                account_sending_pause(account=account, actor=request.user)
+            return f"Sending paused for {len(items)} account(s); their sends wait."
+
+        return confirm_action(
+            self,
+            request,
+            action="pause_sending",
+            title="Pause sending",
+            will=f"Pause sending for {len(ready)} account(s). Comments and messages are still "
+            "answered and recorded, but every send waits in the account's queue, marked as "
+            "waiting, until you resume it.",
+            warning="Sends already handed to a worker (at most a few per account) still go.",
+            ready=ready,
+            describe=lambda a: f"{a} ({a.workspace})",
+            refused={"Already paused.": already} if already else None,
+            button=f"Yes, pause {len(ready)}",
+            run=run,
+        )
+
+    @admin.action(description="Resume sending", permissions=["pause"])
+    def resume_sending(self, request, queryset):
+        from messaging.actions import account_is_paused_by_operator, account_sending_resume
+
+        accounts = list(queryset)
+        ready = [a for a in accounts if account_is_paused_by_operator(a)]
+        not_paused = len(accounts) - len(ready)
+
+        def run(items):
+            released = sum(
+                max(0, account_sending_resume(account=account, actor=request.user))
+                for account in items
+            )
+            return f"Sending resumed for {len(items)} account(s); {released} send(s) go now."
+
+        return confirm_action(
+            self,
+            request,
+            action="resume_sending",
+            title="Resume sending",
+            will=f"Resume sending for {len(ready)} account(s): their waiting sends go out at "
+            "the account's pace, each checked against its window first.",
+            ready=ready,
+            describe=lambda a: f"{a} ({a.workspace}): {a.pause_reason}",
+            refused={"Not paused by an operator.": not_paused} if not_paused else None,
+            button=f"Yes, resume {len(ready)}",
+            run=run,
+        )
 
     @admin.action(description="Replay events received while disconnected", permissions=["replay"])
     def replay_disconnected(self, request, queryset) -> None:

@@ -9,6 +9,9 @@ from messaging import views as messaging_views
 # The admin signs in through allauth, so the optional second factor (TOTP) applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
 
+# A refused console page is a page of the console, with a way back (config.views).
+handler403 = "config.views.permission_denied"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path(

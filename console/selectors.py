@@ -151,6 +151,11 @@ def _access(user, workspace_id: int) -> Access:
     return Access(queues=False, **roles)
 
 
+def _midnight(day: date) -> str:
+    """A day's start in UTC, as a list's filter reads it (an aware time: no guessing)."""
+    return f"{day.isoformat()}T00:00:00+00:00"
+
+
 def _since(today: date, back: int) -> date:
     return today - timedelta(days=back)
 
@@ -288,7 +293,7 @@ def _queues(accounts: list[InstagramAccount]) -> dict[int, dict]:
 def _account_row(account, sums, queues, access: Access, today: date, now) -> AccountRow:
     figures = {}
     for key, _, back in PERIODS:
-        since = _since(today, back).isoformat()
+        since = _midnight(_since(today, back))
         figures[key] = {
             metric: Figure(
                 sums[key].get(metric, 0),
@@ -335,7 +340,7 @@ def _will_miss(account: InstagramAccount, kinds: dict[str, int], now) -> int:
 def _totals(rows: list[AccountRow], workspace, access: Access, today: date) -> dict:
     totals = {}
     for key, _, back in PERIODS:
-        since = _since(today, back).isoformat()
+        since = _midnight(_since(today, back))
         totals[key] = {
             metric: Figure(
                 sum(row.figures[key][metric].value for row in rows),
@@ -364,8 +369,8 @@ def _failure_chart(counts: dict, workspace, access: Access, today: date):
                 link = _deliveries_link(
                     workspace=workspace.pk,
                     status=metric,
-                    finished_at__gte=day.isoformat(),
-                    finished_at__lt=(day + timedelta(days=1)).isoformat(),
+                    finished_at__gte=_midnight(day),
+                    finished_at__lt=_midnight(day + timedelta(days=1)),
                     **reason,
                 )
             segments.append(charts.Segment(_series_name(metric, label), value, link))
@@ -396,7 +401,7 @@ def _trigger_row(
     access: Access,
     since: date,
 ) -> TriggerRow:
-    start = since.isoformat()
+    start = _midnight(since)
     delivery_link = (
         (lambda **params: _deliveries_link(trigger=trigger.pk, **params))
         if access.deliveries
@@ -434,7 +439,7 @@ def _trigger_row(
             FunnelStage(
                 "Opened a link",
                 sums.get(Metric.CLICKED, 0),
-                delivery_link(clicked=start),
+                delivery_link(clicked=since.isoformat()),
             ),
         ]
     return TriggerRow(

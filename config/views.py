@@ -30,9 +30,12 @@ def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
     from accounts.models import Membership
 
     back = request.headers.get("Referer", "")
-    if not url_has_allowed_host_and_scheme(
-        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ) or back == request.build_absolute_uri():
+    if (
+        not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        or back == request.build_absolute_uri()
+    ):
         back = ""
     memberships = list(
         Membership.objects.filter(user=user).select_related("workspace").order_by("workspace")

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from django.db.models import Count, Q, Sum
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 
 from accounts.admin_tools import duration_words
@@ -31,7 +32,7 @@ from console import charts
 from console.models import DailyFigure, Metric, RollupState
 from messaging.explain import PAUSED_UNTIL_RESUMED
 from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
-from messaging.projection import MIN_BACKLOG_SECONDS, unreachable_deliveries
+from messaging.projection import MIN_BACKLOG_SECONDS, unreachable_count
 from messaging.selectors import drain_seconds, kind_rate_per_second
 from triggers.models import Trigger
 
@@ -121,7 +122,15 @@ class Dashboard:
     today: date
 
 
+@lru_cache(maxsize=64)
+def _base(url_name: str, prefix: str, urlconf: str | None) -> str:
+    return reverse(url_name, urlconf=urlconf)
+
+
 def _link(url_name: str, **params) -> str:
+    """A list's address with filters; the list's own address is worked out once (a dashboard
+    links to hundreds of filtered lists)."""
+    base = _base(url_name, get_script_prefix(), get_urlconf())
     # An empty value is left out, except an explicit "is empty" (``reason__exact=""``).
     query = urlencode(
         {
@@ -130,7 +139,7 @@ def _link(url_name: str, **params) -> str:
             if value not in (None, "") or key.endswith("__exact")
         }
     )
-    return f"{reverse(url_name)}?{query}" if query else reverse(url_name)
+    return f"{base}?{query}" if query else base
 
 
 def _deliveries_link(**params) -> str:
@@ -334,7 +343,7 @@ def _will_miss(account: InstagramAccount, kinds: dict[str, int], now) -> int:
         kinds.get(kind, 0) / kind_rate_per_second(account, kind) >= MIN_BACKLOG_SECONDS
         for kind in (DeliveryKind.PRIVATE_REPLY, DeliveryKind.MESSAGE)
     )
-    return sum(1 for _ in unreachable_deliveries(account, now)) if long else 0
+    return unreachable_count(account, now) if long else 0
 
 
 def _totals(rows: list[AccountRow], workspace, access: Access, today: date) -> dict:

@@ -62,6 +62,7 @@ class WebhookEventAdmin(CsvExportMixin, WorkspaceScopedAdmin):
     list_filter = ["state", "received_at"]
     search_fields = ["raw_body", "dedupe_key"]
     date_hierarchy = "received_at"
+    show_full_result_count = False  # no count of every event on each page
     actions = ["reprocess"]
     csv_fields = [
         ("id", lambda e: e.pk),
@@ -235,6 +236,7 @@ class InteractionAdmin(CsvExportMixin, WorkspaceScopedAdmin):
     list_select_related = ["account", "contact"]
     search_fields = ["text", "igsid", "username", "comment_id"]
     search_help_text = "Find by what they wrote, @username, comment id or IGSID."
+    show_full_result_count = False
     csv_fields = [
         ("occurred_at", lambda i: i.occurred_at),
         ("account", lambda i: i.account.username),

@@ -94,8 +94,6 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "username",
         "status_display",
         "workspace",
-        "ig_user_id",
-        "login_kind",
         "webhooks_display",
         "last_webhook_at",
         "sending",

@@ -79,6 +79,19 @@ class CsvExportMixin:
     export is written to the audit trail. ``csv_fields``: [(heading, row -> value)]."""
 
     csv_fields: list[tuple[str, Callable]] = []
+    change_list_template = "admin/console/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        opts = self.model._meta
+        export = reverse(f"admin:{opts.app_label}_{opts.model_name}_export")
+        query = request.GET.urlencode()
+        context = {
+            # "Deliveries", not Django's "Select delivery to view".
+            "title": str(opts.verbose_name_plural).capitalize(),
+            "export_url": f"{export}?{query}" if query else export,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
 
     def get_urls(self):
         opts = self.model._meta

@@ -103,7 +103,8 @@ def stacked_bars(bars: list[Bar], *, title: str, width: int = 640, height: int =
             if segment.link:
                 rect = format_html('<a href="{}">{}</a>', segment.link, rect)
             parts.append(rect)
-        if index % 7 == 0 or index == len(bars) - 1:
+        last = len(bars) - 1
+        if (index % 7 == 0 and last - index >= 4) or index == last:
             parts.append(
                 format_html(
                     '<text x="{}" y="{}" font-size="10" text-anchor="middle" '

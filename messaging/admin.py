@@ -135,17 +135,15 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
     view_roles = SUPPORT_ROLES + MARKETER_ROLES
     edit_roles = AGENCY_ONLY
     list_display = [
-        "id",
         "created",
         "to_whom",
         "account",
         "trigger",
-        "kind_short",
         "outcome",
         "detail_excerpt",
-        "attempts",
-        "latency",
+        "tries",
     ]
+    list_display_links = ["created"]
     list_filter = [
         FailedRecentlyFilter,
         "status",
@@ -206,9 +204,9 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
             type(self).csv_fields = _delivery_csv_fields()
         return super().export_view(request)
 
-    @admin.display(description="Created", ordering="created_at")
+    @admin.display(description="Queued (UTC)", ordering="created_at")
     def created(self, obj: Delivery) -> str:
-        return f"{obj.created_at:%Y-%m-%d %H:%M:%S}"
+        return f"#{obj.pk} {obj.created_at:%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="To")
     def to_whom(self, obj: Delivery) -> str:
@@ -222,10 +220,20 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
             DeliveryKind.MESSAGE: "DM",
         }.get(obj.kind, obj.kind)
 
-    @admin.display(description="Outcome", ordering="status")
+    @admin.display(description="What", ordering="status")
     def outcome(self, obj: Delivery) -> str:
         reason = f": {obj.get_reason_display().lower()}" if obj.reason else ""
-        return format_html('<span class="status-{}">{}</span>{}', obj.status, obj.status, reason)
+        return format_html(
+            '{}<br><span class="status-{}">{}</span>{}',
+            self.kind_short(obj),
+            obj.status,
+            obj.status,
+            reason,
+        )
+
+    @admin.display(description="Tries · time")
+    def tries(self, obj: Delivery) -> str:
+        return f"{obj.attempts} · {self.latency(obj)}"
 
     @admin.display(description="Why")
     def detail_excerpt(self, obj: Delivery) -> str:

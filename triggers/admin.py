@@ -126,6 +126,7 @@ class TriggerAdmin(AuditedAdminMixin, CsvExportMixin, WorkspaceScopedAdmin):
     search_fields = ["name", "keywords"]
     actions = ["pause_selected", "resume_selected"]
     csv_fields = []
+    change_list_template = "admin/triggers/trigger/change_list.html"
 
     @admin.display(description="Keywords")
     def keyword_list(self, obj: Trigger) -> str:

@@ -137,6 +137,8 @@ class Interaction(models.Model):
 
     class Meta:
         ordering = ["-occurred_at"]
+        verbose_name = "activity"
+        verbose_name_plural = "people's activity"
         constraints = [
             models.UniqueConstraint(fields=["part", "position"], name="interaction_per_update")
         ]

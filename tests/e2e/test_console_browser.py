@@ -17,6 +17,7 @@ a helper thread: Playwright's sync API runs an event loop in the test's own thre
 from __future__ import annotations
 
 import json
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Membership, Role, Workspace
-from tests.e2e.test_connect_browser import CHROMIUM, sync_playwright  # noqa: F401 (a fixture)
+from tests.e2e.test_connect_browser import CHROMIUM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -60,10 +61,21 @@ def in_thread(function, *args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def browser(sync_playwright, tmp_path_factory):  # noqa: F811
+def browser(tmp_path_factory):
+    """One Chromium for the module (a fresh profile); a skip saying what is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: run bin/setup (it installs Debian's chromium).")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'"
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop running in this thread for the whole module,
+    # where Django refuses the ORM (pytest-django's own setup and flush included). Django's
+    # documented switch for such environments; the test's own database work still runs in
+    # a thread of its own (in_thread).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as playwright:
         context_browser = playwright.chromium.launch_persistent_context(
             str(profile),
             executable_path=str(CHROMIUM),
@@ -75,6 +87,7 @@ def browser(sync_playwright, tmp_path_factory):  # noqa: F811
             yield context_browser
         finally:
             context_browser.close()
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 class Journey:
@@ -114,6 +127,12 @@ class Journey:
         width = self.page.evaluate("document.documentElement.scrollWidth")
         viewport = self.page.evaluate("window.innerWidth")
         assert width <= viewport, f"{self.page.url} scrolls sideways: {width} > {viewport}"
+        # A list's table must fit its column too (not spill out of it, or scroll inside it).
+        table = self.page.evaluate(
+            "(() => { const t = document.querySelector('#result_list');"
+            " return t ? [t.scrollWidth, t.parentElement.clientWidth] : [0, 0]; })()"
+        )
+        assert table[0] <= table[1], f"{self.page.url}: the list is {table[0]} px in {table[1]}"
 
     def at_phone_width(self, what: str) -> None:
         self.page.set_viewport_size({"width": 390, "height": 844})

@@ -103,6 +103,8 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-occurred_at"],
+                "verbose_name": "activity",
+                "verbose_name_plural": "people's activity",
                 "indexes": [
                     models.Index(
                         fields=["account", "occurred_at"], name="interaction_account_time"

@@ -27,7 +27,7 @@ def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
     user = getattr(request, "user", None)
     if not (request.path.startswith("/admin/") and user is not None and user.is_authenticated):
         return defaults.permission_denied(request, exception)
-    from accounts.models import Membership
+    from accounts.models import Membership, Role
 
     back = request.headers.get("Referer", "")
     if (
@@ -37,14 +37,19 @@ def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
         or back == request.build_absolute_uri()
     ):
         back = ""
-    memberships = list(
-        Membership.objects.filter(user=user).select_related("workspace").order_by("workspace")
-    )
+    # The person's roles, counted (no workspace named: a refused page never names anything).
+    roles: dict[str, int] = {}
+    for role in Membership.objects.filter(user=user).values_list("role", flat=True):
+        roles[role] = roles.get(role, 0) + 1
+    labels = dict(Role.choices)
     context = {
         **admin.site.each_context(request),
         "title": "This page is not open to you",
         "subtitle": None,
-        "memberships": memberships,
+        "roles": [
+            f"{labels[role].lower()} in {n} workspace{'s' if n != 1 else ''}"
+            for role, n in sorted(roles.items())
+        ],
         "back": back,
     }
     response = TemplateResponse(request, "admin/console/refused.html", context, status=403)

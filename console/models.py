@@ -30,8 +30,9 @@ class DailyFigure(models.Model):
     account = models.ForeignKey(
         "accounts.InstagramAccount", on_delete=models.CASCADE, related_name="+"
     )
+    # A deleted trigger's past sends still count in its account's figures.
     trigger = models.ForeignKey(
-        "triggers.Trigger", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "triggers.Trigger", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     metric = models.CharField(max_length=16, choices=Metric.choices)
     # A delivery's kind; empty for figures about people (comments, taps).

@@ -110,7 +110,7 @@ def _delivery_item(delivery: Delivery, may_act: bool) -> Item:
     )
 
 
-def _flow_item(run: FlowRun) -> Item:
+def _flow_item(run: FlowRun, may_open: bool) -> Item:
     lines = [run.get_status_display()]
     if run.detail:
         lines.append(run.detail)
@@ -123,14 +123,17 @@ def _flow_item(run: FlowRun) -> Item:
         side="flow",
         title=f"Flow of {run.trigger.name} started",
         lines=lines,
-        link=reverse("admin:triggers_flowrun_change", args=[run.pk]),
+        # Flow runs are the marketers' pages: linked only for who may open them.
+        link=reverse("admin:triggers_flowrun_change", args=[run.pk]) if may_open else "",
         link_text=f"Flow run #{run.pk}",
         problem=run.status == "stopped",
         anchor=f"flow-{run.pk}",
     )
 
 
-def contact_timeline(*, contact: Contact, user, may_act: bool = False) -> list[Item]:
+def contact_timeline(
+    *, contact: Contact, user, may_act: bool = False, may_open_flows: bool = False
+) -> list[Item]:
     """The person's history on this account, oldest first (the latest MOST_ITEMS)."""
     interactions_catch_up(most_batches=2)
     inbound = Interaction.objects.filter(
@@ -148,6 +151,6 @@ def contact_timeline(*, contact: Contact, user, may_act: bool = False) -> list[I
     )
     items = [_interaction_item(row) for row in inbound]
     items += [_delivery_item(delivery, may_act) for delivery in deliveries]
-    items += [_flow_item(run) for run in runs]
+    items += [_flow_item(run, may_open_flows) for run in runs]
     items.sort(key=lambda item: (item.at, {"inbound": 0, "flow": 1, "outbound": 2}[item.side]))
     return items[-MOST_ITEMS:]

@@ -75,7 +75,12 @@ def delivery_page(model_admin: admin.ModelAdmin, request: HttpRequest, delivery:
 
 def contact_page(model_admin: admin.ModelAdmin, request: HttpRequest, contact: Contact):
     can = links_for(request.user, contact.account.workspace_id)
-    items = timeline.contact_timeline(contact=contact, user=request.user, may_act=can["support"])
+    items = timeline.contact_timeline(
+        contact=contact,
+        user=request.user,
+        may_act=can["support"],
+        may_open_flows=can["triggers"],
+    )
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,

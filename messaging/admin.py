@@ -87,7 +87,7 @@ class WorkspaceFilter(admin.SimpleListFilter):
     every delivery for the workspaces it names."""
 
     title = "workspace"
-    parameter_name = "account__workspace__id__exact"
+    parameter_name = "workspace"
 
     def lookups(self, request, model_admin):
         workspaces = workspaces_for(request.user, model_admin.view_roles + model_admin.edit_roles)

@@ -347,7 +347,7 @@ FILTERS = {
     "flowrun": ("account__id__exact", "account"),
     "triggerfiring": ("trigger__account__id__exact", "account"),
     "contact": ("account__id__exact", "account"),
-    "delivery": ("account__workspace__id__exact", "ws"),
+    "delivery": ("workspace", "ws"),
     "instagramaccount": ("workspace__id__exact", "ws"),
     "auditentry": ("workspace__id__exact", "ws"),
 }

@@ -388,6 +388,15 @@ class TriggerAdmin(AuditedAdminMixin, CsvExportMixin, WorkspaceScopedAdmin):
                 media_id=form.cleaned_data["media_id"].strip(),
                 first_message=form.cleaned_data["first_message"],
             )
+            for preview in previews:
+                # What nearly answered: another mode, a switched-off trigger, another post.
+                preview.near_misses = text_test(
+                    account=preview.account,
+                    event=form.cleaned_data["event"],
+                    text=form.cleaned_data["text"],
+                    media_id=form.cleaned_data["media_id"].strip(),
+                    first_message=form.cleaned_data["first_message"],
+                ).near_misses
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

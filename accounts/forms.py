@@ -13,6 +13,10 @@ class InvitedSignupForm(SignupForm):
         super().__init__(*args, **kwargs)
         request = context.request
         key = request.session.get(invitations.SESSION_KEY) if request is not None else None
-        if key and "email" in self.fields:
+        # The page names the workspace and role the person is invited to.
+        self.invitation = None
+        if key:
             with contextlib.suppress(invitations.InvitationError):
-                self.initial["email"] = invitations.invitation_usable(key).email
+                self.invitation = invitations.invitation_usable(key)
+        if self.invitation is not None and "email" in self.fields:
+            self.initial["email"] = self.invitation.email

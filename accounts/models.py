@@ -15,6 +15,18 @@ class Workspace(models.Model):
     blocked_domains = models.JSONField(
         default=list, blank=True, help_text="Messages linking to these domains are not sent."
     )
+    # What the console measures (the dashboard's funnel): either can be switched off.
+    track_link_clicks = models.BooleanField(
+        "track link clicks",
+        default=True,
+        help_text="Links in buttons go through this app's /l/ address, so a click is counted "
+        "per message. Off: people get the link as written and clicks are not counted.",
+    )
+    track_seen = models.BooleanField(
+        "record when messages are seen",
+        default=True,
+        help_text="Meta's read receipts mark our messages as seen (the funnel's 'seen').",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -140,6 +152,10 @@ class Contact(models.Model):
     account = models.ForeignKey(InstagramAccount, on_delete=models.CASCADE, related_name="contacts")
     igsid = models.CharField("Instagram-scoped id", max_length=64)
     username = models.CharField(max_length=64, blank=True)
+    # From Meta's user profile (asked once the person has written: Meta needs their consent),
+    # so people who only ever sent DMs are found by their @username and name too.
+    name = models.CharField(max_length=150, blank=True)
+    profile_checked_at = models.DateTimeField(null=True, blank=True)
     # Only messages, story replies, postbacks and taps open the 24-hour window; comments do not.
     last_interaction_at = models.DateTimeField(
         null=True, blank=True, help_text="Last inbound message (opens the 24-hour window)."

@@ -49,7 +49,8 @@ if not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the console's site (its dashboard home page) as admin.site.
+    "console.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "triggers",
     "webhooks",
     "messaging",
+    "console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [
@@ -179,6 +181,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost"
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 
 LANGUAGE_CODE = "en-us"
+# Times to the second, year first (config/formats).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -252,6 +256,9 @@ COMMENT_REPLY_LIMIT_PER_SECOND = env.int("COMMENT_REPLY_LIMIT_PER_SECOND", defau
 # sends (meta-api.md section 5).
 LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND = env.int("LIVE_PRIVATE_REPLY_LIMIT_PER_SECOND", default=100)
 MEDIA_SEND_LIMIT_PER_SECOND = env.int("MEDIA_SEND_LIMIT_PER_SECOND", default=10)
+# The address people reach this app at (https://dm.example.com): tracked links in messages
+# (/l/<token>) are built on it. Unset: links are sent as written and clicks are not counted.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 # Quick replies and postback buttons in private replies to comments: reports conflict on
 # whether Meta shows them to commenters [seen]. Off: they are left out and a typed reply
 # continues the flow instead.
@@ -332,6 +339,9 @@ CELERY_TASK_ROUTES = {
     "messaging.*": {"queue": "events"},
     "triggers.*": {"queue": "events"},
     "accounts.*": {"queue": "maintenance"},
+    "console.*": {"queue": "maintenance"},
+    "webhooks.read_interactions": {"queue": "maintenance"},
+    "messaging.fill_contact_profiles": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Recovery of sends whose worker died, and hand-over of unknown sends to a check with Meta.
@@ -356,6 +366,21 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-flows": {
         "task": "triggers.sweep_flows",
         "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # What people did, read from processed events (the console's timeline and search).
+    "read-interactions": {
+        "task": "webhooks.read_interactions",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # The dashboard's daily figures (console.rollups).
+    "count-figures": {
+        "task": "console.count_figures",
+        "schedule": 60.0,
+    },
+    # Usernames of people who only sent DMs, from Meta's user profile.
+    "fill-contact-profiles": {
+        "task": "messaging.fill_contact_profiles",
+        "schedule": 300.0,
     },
     # Expired pending connections; data deletions whose task was lost.
     "sweep-accounts": {

@@ -4,12 +4,13 @@ from django.urls import include, path
 
 from accounts import invitation_views
 from config import views
+from messaging import views as messaging_views
 
-admin.site.site_header = "Instagram DM automation"
-admin.site.site_title = "DM automation console"
-admin.site.index_title = "Operator console"
 # The admin signs in through allauth, so the optional second factor (TOTP) applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
+
+# A refused console page is a page of the console, with a way back (config.views).
+handler403 = "config.views.permission_denied"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -24,4 +25,6 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("healthz/", views.healthz, name="healthz"),
     path("livez/", views.livez, name="livez"),
+    # Tracked links in messages (messaging.links).
+    path("l/<str:token>", messaging_views.link_redirect, name="link_redirect"),
 ]

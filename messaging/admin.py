@@ -1,20 +1,33 @@
-from datetime import timedelta
+from collections import Counter
+from datetime import date, timedelta
 
 from django.contrib import admin
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import account_status_html
+from accounts.admin_tools import CsvExportMixin, confirm_action, duration_words
 from accounts.permissions import (
     AGENCY_ONLY,
+    MARKETER_ROLES,
     SUPPORT_ROLES,
     WorkspaceScopedAdmin,
-    WorkspaceScopedInline,
     is_agency_admin,
+    member_workspace_ids,
+    restrict,
+    workspaces_for,
 )
-from messaging.models import AccountQueue, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from messaging.models import (
+    AccountQueue,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    LinkClick,
+)
 from messaging.projection import unreachable_deliveries
 from messaging.selectors import account_queue_stats, drain_seconds, kind_rate_per_second
 from messaging.services import account_release
@@ -44,62 +57,183 @@ class FailedRecentlyFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DeliveryAttemptInline(WorkspaceScopedInline, admin.TabularInline):
-    model = DeliveryAttempt
-    extra = 0
-    can_delete = False
-    fields = [
-        "number",
-        "started_at",
-        "duration_ms",
-        "outcome",
-        "http_status",
-        "reason",
-        "meta_code",
-        "meta_subcode",
-        "meta_message",
-        "meta_trace_id",
-        "request_summary",
-        "response_excerpt",
-    ]
-    readonly_fields = fields
+class ClickedFilter(admin.SimpleListFilter):
+    """Sends whose tracked link was opened (``clicked=yes``, or ``clicked=<date>``: since)."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    title = "link opened"
+    parameter_name = "clicked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "A link was opened"), ("no", "No link opened")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        clicks = LinkClick.objects.filter(delivery=OuterRef("pk"))
+        if value == "no":
+            return queryset.exclude(Exists(clicks))
+        if value != "yes":
+            try:
+                since = date.fromisoformat(value)
+            except ValueError:
+                return queryset.none()
+            clicks = clicks.filter(clicked_at__date__gte=since)
+        return queryset.filter(Exists(clicks))
+
+
+class WorkspaceFilter(admin.SimpleListFilter):
+    """The person's workspaces, listed from their memberships: a relation filter would scan
+    every delivery for the workspaces it names."""
+
+    title = "workspace"
+    parameter_name = "workspace"
+
+    def lookups(self, request, model_admin):
+        workspaces = workspaces_for(request.user, model_admin.view_roles + model_admin.edit_roles)
+        return [(str(pk), name) for pk, name in workspaces.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            try:
+                return queryset.filter(workspace_id=int(self.value()))
+            except ValueError:
+                return queryset.none()
+        return queryset
+
+
+class SeenFilter(admin.SimpleListFilter):
+    title = "seen"
+    parameter_name = "seen"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Seen by the person"), ("no", "Not seen (yet)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(seen_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(seen_at__isnull=True)
+        return queryset
+
+
+def _delivery_csv_fields():
+    from messaging.selectors import EXPORT_FIELDS, delivery_as_record
+
+    return [
+        (name, (lambda obj, name=name: delivery_as_record(obj)[name])) for name in EXPORT_FIELDS
+    ]
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(WorkspaceScopedAdmin):
-    """Support reads their workspaces' delivery records, attempts included."""
+class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
+    """Support reads their workspaces' delivery records and acts on them (retry, cancel);
+    marketers read the sends of their workspaces' triggers. Every page is read-only: a
+    record says what happened, it is not edited."""
 
     workspace_path = "workspace"
-    view_roles = SUPPORT_ROLES
+    view_roles = SUPPORT_ROLES + MARKETER_ROLES
     edit_roles = AGENCY_ONLY
     list_display = [
-        "id",
-        "created_at",
+        "created",
+        "to_whom",
         "account",
-        "kind",
+        "trigger",
+        "outcome",
+        "detail_excerpt",
+        "tries",
+    ]
+    list_display_links = ["created"]
+    list_filter = [
+        FailedRecentlyFilter,
         "status",
         "reason",
-        "detail_excerpt",
-        "trigger",
-        "contact",
-        "attempts",
-        "latency",
+        "kind",
+        SeenFilter,
+        ClickedFilter,
+        WorkspaceFilter,
     ]
-    list_filter = [FailedRecentlyFilter, "status", "reason", "kind", "account__workspace"]
     list_select_related = ["account", "trigger", "contact"]
     search_fields = ["comment_id", "recipient", "meta_response_id", "meta_trace_id"]
-    raw_id_fields = ["account", "trigger", "event", "contact", "workspace"]
+    search_help_text = "Find by @username, name, what they wrote, comment id or IGSID."
     date_hierarchy = "created_at"
-    inlines = [DeliveryAttemptInline]
-    readonly_fields = [
-        f.name for f in Delivery._meta.get_fields() if f.concrete and f.name != "id"
-    ] + ["latency"]
+    # Counting every delivery for "N total" costs a scan of the table: the list says
+    # "Show all" instead, and counts only what the filters leave.
+    show_full_result_count = False
+    actions = ["retry_selected", "cancel_selected"]
+    csv_fields = []  # filled on first use (messaging.selectors.EXPORT_FIELDS)
+
+    def limit_for_member(self, request, queryset):
+        # Marketers read the sends of their triggers; support reads every send.
+        support = member_workspace_ids(request.user, SUPPORT_ROLES)
+        marketing = member_workspace_ids(request.user, MARKETER_ROLES) - support
+        if not marketing:
+            return queryset
+        return queryset.filter(
+            Q(workspace_id__in=support) | Q(workspace_id__in=marketing, trigger__isnull=False)
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        from console.search import deliveries_matching
+
+        found = deliveries_matching(
+            queryset,
+            user=request.user,
+            roles=self.view_roles + self.edit_roles,
+            text=search_term,
+        )
+        return found, False
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a record of what happened; actions act on it, nobody edits it
+
+    def csv_rows(self, queryset, user):
+        if not self.csv_fields:
+            type(self).csv_fields = _delivery_csv_fields()
+        return queryset.select_related("workspace", "account", "trigger", "contact").iterator(
+            chunk_size=2000
+        )
+
+    def export_view(self, request):
+        if not self.csv_fields:
+            type(self).csv_fields = _delivery_csv_fields()
+        return super().export_view(request)
+
+    @admin.display(description="Queued (UTC)", ordering="created_at")
+    def created(self, obj: Delivery) -> str:
+        return f"#{obj.pk} {obj.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="To")
+    def to_whom(self, obj: Delivery) -> str:
+        return str(obj.contact) if obj.contact_id else obj.recipient
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_short(self, obj: Delivery) -> str:
+        return {
+            DeliveryKind.PUBLIC_REPLY: "public reply",
+            DeliveryKind.PRIVATE_REPLY: "private reply",
+            DeliveryKind.MESSAGE: "DM",
+        }.get(obj.kind, obj.kind)
+
+    @admin.display(description="What", ordering="status")
+    def outcome(self, obj: Delivery) -> str:
+        reason = f": {obj.get_reason_display().lower()}" if obj.reason else ""
+        return format_html(
+            '{}<br><span class="status-{}">{}</span>{}',
+            self.kind_short(obj),
+            obj.status,
+            obj.status,
+            reason,
+        )
+
+    @admin.display(description="Tries · time")
+    def tries(self, obj: Delivery) -> str:
+        return f"{obj.attempts} · {self.latency(obj)}"
 
     @admin.display(description="Why")
     def detail_excerpt(self, obj: Delivery) -> str:
@@ -108,7 +242,120 @@ class DeliveryAdmin(WorkspaceScopedAdmin):
     @admin.display(description="Arrival to sent")
     def latency(self, obj: Delivery) -> str:
         value = obj.latency_ms
-        return f"{value:.0f} ms" if value is not None else "-"
+        return duration_words(value / 1000) if value is not None else "-"
+
+    # --- the record's page ---------------------------------------------------------------
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from console.views import delivery_page
+
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, obj) or request.method != "GET":
+            raise PermissionDenied  # a read-only record: nothing to post here
+        return delivery_page(self, request, obj)
+
+    # --- actions -------------------------------------------------------------------------
+    def has_act_permission(self, request) -> bool:
+        return is_agency_admin(request.user) or bool(
+            member_workspace_ids(request.user, SUPPORT_ROLES)
+        )
+
+    def _actionable(self, request, queryset):
+        """Only sends of workspaces where the person is support (or all, for agency admins)."""
+        return restrict(queryset, request.user, SUPPORT_ROLES, "workspace")
+
+    @admin.action(
+        description="Retry the selected sends (where Meta still allows it)", permissions=["act"]
+    )
+    def retry_selected(self, request, queryset):
+        from messaging import actions
+
+        chosen = list(self._actionable(request, queryset).select_related("account", "contact"))
+        now = timezone.now()
+        ready, refused = [], Counter()
+        for delivery in chosen:
+            problem = actions.delivery_retry_problem(delivery, now)
+            if problem:
+                refused[problem] += 1
+            else:
+                ready.append(delivery)
+        refused["Not yours to act on (support of its workspace can)."] += queryset.count() - len(
+            chosen
+        )
+        refused = +refused
+
+        def run(items):
+            summary = actions.deliveries_retry(
+                delivery_ids=[d.pk for d in items], actor=request.user
+            )
+            return (
+                f"{len(summary.done)} send(s) queued again; each is checked again before it "
+                "goes." + _refusals(summary.refused)
+            )
+
+        return confirm_action(
+            self,
+            request,
+            action="retry_selected",
+            title="Retry sends",
+            will=f"Queue {len(ready)} send(s) again. Each goes through the pre-send checks "
+            "again, and nothing already sent is sent twice.",
+            ready=ready,
+            describe=_item,
+            refused=refused,
+            button=f"Yes, retry {len(ready)}",
+            run=run,
+        )
+
+    @admin.action(description="Cancel the selected queued sends", permissions=["act"])
+    def cancel_selected(self, request, queryset):
+        from messaging import actions
+
+        chosen = list(self._actionable(request, queryset))
+        ready, refused = [], Counter()
+        for delivery in chosen:
+            problem = actions.delivery_cancel_problem(delivery)
+            if problem:
+                refused[problem] += 1
+            else:
+                ready.append(delivery)
+        refused["Not yours to act on (support of its workspace can)."] += queryset.count() - len(
+            chosen
+        )
+        refused = +refused
+
+        def run(items):
+            summary = actions.deliveries_cancel(
+                delivery_ids=[d.pk for d in items], actor=request.user
+            )
+            return f"{len(summary.done)} send(s) cancelled." + _refusals(summary.refused)
+
+        return confirm_action(
+            self,
+            request,
+            action="cancel_selected",
+            title="Cancel queued sends",
+            will=f"Cancel {len(ready)} queued send(s): they are not sent, and end as skipped "
+            "saying you cancelled them. A flow waiting for one of them stops.",
+            ready=ready,
+            describe=_item,
+            refused=refused,
+            button=f"Yes, cancel {len(ready)}",
+            run=run,
+        )
+
+
+def _item(delivery: Delivery) -> str:
+    reason = f", {delivery.get_reason_display().lower()}" if delivery.reason else ""
+    to = f" to {delivery.contact}" if delivery.contact_id else ""
+    return f"#{delivery.pk}: {delivery.get_kind_display().lower()}{to} ({delivery.status}{reason})"
+
+
+def _refusals(refused: Counter) -> str:
+    if not refused:
+        return ""
+    return " Left alone: " + "; ".join(f"{n}: {why}" for why, n in refused.items())
 
 
 def _count_for_account(**filters) -> Coalesce:
@@ -221,6 +468,10 @@ class AccountQueueAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="Paused until")
     def paused(self, obj) -> str:
+        from messaging.actions import account_is_paused_by_operator
+
+        if account_is_paused_by_operator(obj):
+            return "until resumed"
         if obj.paused_until and obj.paused_until > timezone.now():
             return f"{obj.paused_until:%H:%M:%S} UTC"
         return "-"

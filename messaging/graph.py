@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from accounts.models import InstagramAccount, LoginKind
+from messaging import links
 from messaging.models import Delivery, DeliveryKind
 from meta.client import GraphClient, GraphResult
 
@@ -27,6 +28,8 @@ def send(delivery: Delivery) -> GraphResult:
         return client.reply_to_comment(
             delivery.recipient or delivery.comment_id, delivery.payload["text"]
         )
+    # Link buttons go through /l/ when the workspace counts clicks (messaging.links).
+    payload = links.payload_to_send(delivery)
     if delivery.kind == DeliveryKind.PRIVATE_REPLY:
-        return client.send_private_reply(account.sender_id, delivery.comment_id, delivery.payload)
-    return client.send_message(account.sender_id, delivery.recipient, delivery.payload)
+        return client.send_private_reply(account.sender_id, delivery.comment_id, payload)
+    return client.send_message(account.sender_id, delivery.recipient, payload)

@@ -147,6 +147,9 @@ class Delivery(models.Model):
     resolution_checks = models.SmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Meta's read receipt for this message (or a later one to the same person): the funnel's
+    # "seen". Written by the read event itself, never on the send path.
+    seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -169,6 +172,17 @@ class Delivery(models.Model):
                 fields=["account", "sent_at"],
                 condition=models.Q(status="sent"),
                 name="delivery_account_sent",
+            ),
+            # The console: a day of finished sends at a time (its daily figures, the lists its
+            # figures link to), read receipts finding the message they name, seen per day.
+            models.Index(fields=["finished_at"], name="delivery_finished"),
+            models.Index(
+                fields=["meta_response_id"],
+                condition=~models.Q(meta_response_id=""),
+                name="delivery_meta_response",
+            ),
+            models.Index(
+                fields=["seen_at"], condition=models.Q(seen_at__isnull=False), name="delivery_seen"
             ),
         ]
 
@@ -232,6 +246,27 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of delivery {self.delivery_id}"
+
+
+class LinkClick(models.Model):
+    """A person opened a tracked link of one of our messages (/l/<token>, messaging.links)."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="link_clicks")
+    # Copied from the delivery so the console counts clicks per trigger and day directly.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey(InstagramAccount, on_delete=models.CASCADE, related_name="+")
+    trigger = models.ForeignKey(
+        "triggers.Trigger", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    link_index = models.IntegerField(help_text="Which link of the message (0 = the first).")
+    url = models.TextField()
+    clicked_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-clicked_at"]
+
+    def __str__(self) -> str:
+        return f"Click on link {self.link_index} of delivery {self.delivery_id}"
 
 
 class AccountQueue(InstagramAccount):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 
 from accounts.models import InstagramAccount
-from messaging.checks import window_end
+from messaging.checks import MESSAGE_WINDOW, PRIVATE_REPLY_WINDOW, window_end
 from messaging.models import Delivery, DeliveryReason, DeliveryStatus, Lane
 from messaging.selectors import kind_rate_per_second
 
@@ -72,3 +72,39 @@ def deliveries_expire_unreachable(*, account_id: int, now: datetime) -> int:
             ),
         )
     return expired
+
+
+def _window_end_of(
+    kind: str, comment_created_at, interaction_at, last_interaction_at
+) -> datetime | None:
+    """checks.window_end from a row's values (no model instance): the same rules."""
+    if kind == "private_reply":
+        made = comment_created_at or interaction_at
+        return made + PRIVATE_REPLY_WINDOW if made else None
+    return last_interaction_at + MESSAGE_WINDOW if last_interaction_at else None
+
+
+def unreachable_count(account: InstagramAccount, now: datetime) -> int:
+    """How many queued sends ``unreachable_deliveries`` would yield, read as plain values
+    (the dashboard shows it live; the sweeper ends them). Only a long backlog is read."""
+    missing = 0
+    for lane in (Lane.PRIVATE_REPLY, Lane.MESSAGE, Lane.MEDIA_MESSAGE):
+        rate = kind_rate_per_second(account, lane)
+        in_lane = Q(lane=lane) | Q(lane="", kind=lane)
+        queued = Delivery.objects.filter(
+            in_lane, account=account, status=DeliveryStatus.QUEUED, held_since__isnull=True
+        )
+        if queued.count() / rate < MIN_BACKLOG_SECONDS:
+            continue
+        rows = (
+            queued.filter(dispatched_at__isnull=True)
+            .order_by("created_at", "pk")
+            .values_list(
+                "kind", "comment_created_at", "interaction_at", "contact__last_interaction_at"
+            )
+        )
+        for position, row in enumerate(rows.iterator(chunk_size=5000), start=1):
+            ends = _window_end_of(*row)
+            if ends is not None and now + timedelta(seconds=position / rate) > ends:
+                missing += 1
+    return missing

@@ -17,6 +17,7 @@ from accounts import services as account_services
 from accounts.models import AccountStatus, Contact, InstagramAccount
 from messaging import graph, resolve
 from messaging.checks import PRIVATE_REPLY_WINDOW, CheckFailure, run_checklist, window_end
+from messaging.explain import PAUSED_UNTIL_RESUMED
 from messaging.models import (
     Delivery,
     DeliveryAttempt,
@@ -97,9 +98,16 @@ def delivery_create(
     """
     recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
     lane = lane_for(kind, payload, live_media_id)
+    paused = {}
+    if getattr(trigger, "paused_at", None):
+        # A paused trigger still answers; its sends wait until it is resumed (no statement
+        # more: the trigger is in hand). messaging.actions releases them.
+        not_before = PAUSED_UNTIL_RESUMED
+        paused["detail"] = f"Waiting: the trigger {trigger.name!r} is paused."
     delivery, created = _delivery_get_or_create(
         account=account,
         dedupe_key=dedupe_key,
+        **paused,
         kind=kind,
         lane="" if lane == kind else lane,
         live_media_id=live_media_id,

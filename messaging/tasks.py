@@ -28,3 +28,10 @@ def recover_sends() -> dict:
 @shared_task(name="messaging.resolve_delivery", acks_late=True, reject_on_worker_lost=True)
 def resolve_delivery(delivery_id: int) -> str:
     return resolve.delivery_resolve(delivery_id=delivery_id)
+
+
+@shared_task(name="messaging.fill_contact_profiles")
+def fill_contact_profiles() -> int:
+    from messaging.profiles import contacts_fill_profiles
+
+    return contacts_fill_profiles()

@@ -169,7 +169,7 @@ def test_event_detail_and_reprocess_action(admin_client, django_capture_on_commi
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(
             reverse("admin:webhooks_webhookevent_changelist"),
-            {"action": "reprocess", "_selected_action": [event.pk]},
+            {"action": "reprocess", "_selected_action": [event.pk], "confirmed": "yes"},
         )
     event.refresh_from_db()
     # Re-processed inline (eager tasks): the empty batch is ignored, the error is gone.

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Role
+from tests.editor_forms import trigger_editor_post
 from tests.factories import (
     InstagramAccountFactory,
     MembershipFactory,
@@ -47,22 +48,8 @@ def signed_in(user) -> Client:
 
 
 def trigger_post(trigger: Trigger, **overrides) -> dict:
-    data = {
-        "account": trigger.account_id,
-        "name": trigger.name,
-        "event": trigger.event,
-        "match": trigger.match,
-        "keywords": json.dumps(trigger.keywords),
-        "examples": json.dumps(trigger.examples),
-        "media_ids": json.dumps(trigger.media_ids),
-        "public_replies": json.dumps(trigger.public_replies),
-        "messages": json.dumps(trigger.messages),
-        "enabled": "on" if trigger.enabled else "",
-        "priority": str(trigger.priority),
-        "extra": json.dumps(trigger.extra),
-    }
-    data.update(overrides)
-    return data
+    """The editor's post for the trigger, with ``overrides`` (trigger-file shape) typed over."""
+    return trigger_editor_post(trigger, **overrides)
 
 
 def test_changing_a_trigger_records_the_actor_and_the_diff(account, marketer):
@@ -73,11 +60,7 @@ def test_changing_a_trigger_records_the_actor_and_the_diff(account, marketer):
     new_steps = {"link": [{"text": "Here is the new link"}]}
     response = signed_in(marketer).post(
         reverse("admin:triggers_trigger_change", args=[trigger.pk]),
-        trigger_post(
-            trigger,
-            keywords=json.dumps(["guide", "pdf"]),
-            extra=json.dumps({"steps": new_steps}),
-        ),
+        trigger_post(trigger, keywords=["guide", "pdf"], steps=new_steps),
     )
     assert response.status_code == 302, response.content[:2000]
 
@@ -211,7 +194,7 @@ def test_audit_entry_page_shows_who_when_and_what(account, marketer, agency):
     trigger = TriggerFactory(account=account, name="Guide", keywords=["guide"])
     signed_in(marketer).post(
         reverse("admin:triggers_trigger_change", args=[trigger.pk]),
-        trigger_post(trigger, keywords=json.dumps(["guide", "pdf"])),
+        trigger_post(trigger, keywords=["guide", "pdf"]),
     )
     entry = AuditEntry.objects.get()
     listing = signed_in(marketer).get(reverse("admin:accounts_auditentry_changelist"))

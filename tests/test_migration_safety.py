@@ -20,6 +20,9 @@ BASE_DIR = Path(__file__).resolve().parents[1]
 BIG_TABLES = {
     ("webhooks", "webhookevent"),
     ("webhooks", "webhookeventpart"),
+    ("webhooks", "interaction"),
+    ("messaging", "linkclick"),
+    ("console", "dailyfigure"),
     ("messaging", "delivery"),
     ("messaging", "deliveryattempt"),
     ("messaging", "budgetuse"),
@@ -33,7 +36,7 @@ BEFORE_THE_RULE = {
     ("webhooks", "0002_outbox_requeue_spacing"),
     ("messaging", "0002_pacing_state"),
 }
-OUR_APPS = {"accounts", "messaging", "triggers", "webhooks"}
+OUR_APPS = {"accounts", "messaging", "triggers", "webhooks", "console"}
 
 
 def problems(app_label: str, migration) -> list[str]:

@@ -25,6 +25,7 @@ from accounts import permissions
 from accounts.models import AuditEntry, DataDeletionRequest, Invitation, Role
 from messaging.models import AccountQueue, Delivery, DeliveryAttempt
 from meta.samples import comment_body, message_body
+from tests.editor_forms import editor_post
 from tests.factories import (
     ContactFactory,
     DeliveryFactory,
@@ -57,7 +58,8 @@ SCOPED = {
         {"marketer_a": "A", "support_a": "A", "mixed": "AB"},
     ),
     "contact": ("accounts", "contact", {"support_a": "A", "mixed": "B"}),
-    "delivery": ("messaging", "delivery", {"support_a": "A", "mixed": "B"}),
+    # Marketers read the sends of their workspaces' triggers; support reads every send.
+    "delivery": ("messaging", "delivery", {"marketer_a": "A", "support_a": "A", "mixed": "AB"}),
     "webhookevent": ("webhooks", "webhookevent", {"support_a": "A", "mixed": "B"}),
 }
 AGENCY_ONLY = {
@@ -74,9 +76,10 @@ PERMS = {
     "triggerfiring": {"admin": "vd", "marketer_a": "v", "mixed": "v"},
     "auditentry": {"admin": "v", "marketer_a": "v", "mixed": "v"},
     "instagramaccount": {"admin": "vacd", "marketer_a": "v", "support_a": "v", "mixed": "v"},
-    "contact": {"admin": "vacd", "support_a": "v", "mixed": "v"},
-    "delivery": {"admin": "vcd", "support_a": "v", "mixed": "v"},
-    "webhookevent": {"admin": "vcd", "support_a": "v", "mixed": "v"},
+    # Records of what happened are read-only pages, for everyone (actions act on them).
+    "contact": {"admin": "vd", "support_a": "v", "mixed": "v"},
+    "delivery": {"admin": "vd", "marketer_a": "v", "support_a": "v", "mixed": "v"},
+    "webhookevent": {"admin": "vd", "support_a": "v", "mixed": "v"},
     "workspace": {"admin": "vacd"},
     "membership": {"admin": "vacd"},
     "invitation": {"admin": "vad"},
@@ -257,12 +260,15 @@ def test_object_permissions_are_per_workspace(world, user, key):
 @pytest.mark.parametrize(
     ("user", "expected"),
     [
-        ("marketer_a", {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry"}),
-        ("support_a", {"instagramaccount", "contact", "delivery", "webhookevent"}),
+        (
+            "marketer_a",
+            {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry", "delivery"},
+        ),
+        ("support_a", {"instagramaccount", "contact", "delivery", "webhookevent", "interaction"}),
         (
             "mixed",
             {"trigger", "flowrun", "triggerfiring", "instagramaccount", "auditentry"}
-            | {"contact", "delivery", "webhookevent"},
+            | {"contact", "delivery", "webhookevent", "interaction"},
         ),
         ("nobody", set()),
     ],
@@ -341,7 +347,7 @@ FILTERS = {
     "flowrun": ("account__id__exact", "account"),
     "triggerfiring": ("trigger__account__id__exact", "account"),
     "contact": ("account__id__exact", "account"),
-    "delivery": ("account__workspace__id__exact", "ws"),
+    "delivery": ("workspace", "ws"),
     "instagramaccount": ("workspace__id__exact", "ws"),
     "auditentry": ("workspace__id__exact", "ws"),
 }
@@ -479,11 +485,10 @@ def test_support_cannot_reprocess_events(world, monkeypatch):
     event = world.obj["webhookevent"]["A"]
     action_form = client_for(world, "support_a").get(url).context["action_form"]
     assert action_form is None or "reprocess" not in str(action_form)
-    client_for(world, "support_a").post(
-        url, {"action": "reprocess", "_selected_action": [event.pk]}
-    )
+    confirmed = {"action": "reprocess", "_selected_action": [event.pk], "confirmed": "yes"}
+    client_for(world, "support_a").post(url, confirmed)
     assert calls == []
-    client_for(world, "admin").post(url, {"action": "reprocess", "_selected_action": [event.pk]})
+    client_for(world, "admin").post(url, confirmed)
     assert calls == [event.pk]
 
 
@@ -506,27 +511,13 @@ def test_list_editable_post_for_another_workspace_changes_nothing(world):
 
 
 def trigger_form(account, **overrides) -> dict:
-    data = {
-        "account": account.pk,
-        "name": "Spring sale",
-        "event": "comment",
-        "match": "contains",
-        "keywords": '["sale"]',
-        "examples": "[]",
-        "media_ids": "[]",
-        "public_replies": '["Check your DMs"]',
-        "messages": '[{"text": "Here you go"}]',
-        "enabled": "on",
-        "priority": "0",
-        "extra": "{}",
-    }
-    data.update(overrides)
-    return data
+    """What the trigger editor posts for a comment trigger "Spring sale" on ``account``."""
+    return editor_post(account.pk, **{"name": "Spring sale", **overrides})
 
 
 def test_trigger_form_offers_only_the_marketers_accounts(world):
     response = client_for(world, "mixed").get(reverse("admin:triggers_trigger_add"))
-    field = response.context["adminform"].form.fields["account"]
+    field = response.context["form"].fields["account"]
     choices = {account.pk for account in field.queryset}
     assert choices == {world.account["A"].pk}  # mixed is support in Bravo: no Bravo triggers
 

@@ -289,6 +289,37 @@ def flow_delivery_settled(*, delivery: Delivery) -> None:
         flow_advance(run_id=run_id)
 
 
+def _run_of_message(delivery: Delivery) -> FlowRun | None:
+    """The run a flow message or private reply belongs to (from its dedupe key)."""
+    key = delivery.dedupe_key
+    if key.startswith("flow:") and ":gate:" not in key:
+        run_id = key.split(":", 2)[1]
+        return FlowRun.objects.filter(pk=run_id, account_id=delivery.account_id).first()
+    if key.startswith("private_reply:") and delivery.trigger_id:
+        return FlowRun.objects.filter(
+            account_id=delivery.account_id,
+            comment_id=delivery.comment_id,
+            trigger_id=delivery.trigger_id,
+        ).first()
+    return None
+
+
+def flow_delivery_retried(*, delivery: Delivery) -> FlowRun | None:
+    """messaging's delivery_retried: a run that stopped because this message was not sent
+    waits for it again, and goes on once it is (an operator's retry)."""
+    run = _run_of_message(delivery)
+    if run is None or run.status != FlowStatus.STOPPED:
+        return run
+    FlowRun.objects.filter(pk=run.pk, status=FlowStatus.STOPPED).update(
+        status=FlowStatus.RUNNING,
+        waiting_delivery_id=delivery.pk,
+        finished_at=None,
+        detail=f"Message {run.position + 1} is being tried again (delivery #{delivery.pk}).",
+        updated_at=timezone.now(),
+    )
+    return run
+
+
 def flow_tap(*, account: InstagramAccount, contact: Contact, tap: Tap, origin: Origin) -> dict:
     """A quick-reply or postback tap on one of our flow messages."""
     run = (

@@ -42,6 +42,10 @@ class Trigger(models.Model):
     # Any further fields of the trigger file, kept so export round-trips them.
     extra = models.JSONField(default=dict, blank=True)
     last_public_reply_index = models.IntegerField(null=True, blank=True, editable=False)
+    # Paused: it still answers (events say so), but its sends wait in the queue until it is
+    # resumed (triggers.services.trigger_pause). Not part of the trigger file.
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    paused_by = models.CharField(max_length=150, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -107,7 +111,9 @@ class TriggerFiring(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["trigger", "contact", "fired_at"], name="firing_cooldown_lookup")
+            models.Index(fields=["trigger", "contact", "fired_at"], name="firing_cooldown_lookup"),
+            # The console's daily figures read one day of firings at a time.
+            models.Index(fields=["fired_at"], name="firing_fired_at"),
         ]
 
     def __str__(self) -> str:

@@ -184,7 +184,7 @@ def next_post_triggers(*, account: InstagramAccount) -> list[Trigger]:
     ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Preview:
     """What would answer a text on one account: the winner first, then the others that match."""
 
@@ -192,6 +192,7 @@ class Preview:
     decisions: list[Decision]
     fallback: Trigger | None
     note: str = ""
+    near_misses: list = field(default_factory=list)
 
     @property
     def winner(self) -> Trigger | None:

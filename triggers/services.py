@@ -69,8 +69,9 @@ def public_reply_pick(trigger: Trigger) -> str:
     return variants[index]
 
 
-def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bool:
-    """Record the firing; False when the trigger answered this person too recently."""
+def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> datetime | None:
+    """Record the firing; when the trigger answered this person too recently, the time it
+    did (the cool-down runs from it), else None."""
     seconds = trigger_cooldown_seconds(trigger)
     if seconds > 0:
         # One person's events are answered one at a time, so two messages sent together
@@ -83,10 +84,12 @@ def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bo
                 fired_at__gt=origin.occurred_at - timedelta(seconds=seconds),
             )
             .exclude(origin_key=origin.key)
-            .exists()
+            .order_by("-fired_at")
+            .values_list("fired_at", flat=True)
+            .first()
         )
-        if recent:
-            return True
+        if recent is not None:
+            return recent
     try:
         with transaction.atomic():
             TriggerFiring.objects.get_or_create(
@@ -97,7 +100,7 @@ def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> bo
             )
     except IntegrityError:
         pass  # the same event answered concurrently: the delivery dedupe keeps it single
-    return False
+    return None
 
 
 def _answered_before(trigger: Trigger, contact: Contact, origin: flows.Origin) -> dict | None:
@@ -163,13 +166,16 @@ def _answer(
             **earlier,
             "why": "answered before; processing it again sends nothing new",
         }
-    if _cooled_down(trigger, contact, origin):
+    answered_at = _cooled_down(trigger, contact, origin)
+    if answered_at is not None:
         seconds = trigger_cooldown_seconds(trigger)
         return {
             "outcome": "cooled_down",
             "trigger": trigger.name,
             "trigger_id": trigger.pk,
             "why": f"{trigger.name!r} answered this person less than {seconds} s ago",
+            # When the person may be answered again (the event log says it in words).
+            "until": (answered_at + timedelta(seconds=seconds)).isoformat(),
         }
     deliveries = []
     if public_reply_to:

@@ -64,10 +64,95 @@ class WebhookEventPart(models.Model):
     # {"object": ..., "entry": [this account's entries]}, as received.
     body = models.TextField()
     result = models.JSONField(default=list, blank=True)
+    # Read into Interaction rows by beat (webhooks.interactions); the part is written
+    # without it, so processing an event costs nothing more.
+    interactions_read = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["event", "pk"]
-        indexes = [models.Index(fields=["account", "event"], name="event_part_account")]
+        indexes = [
+            models.Index(fields=["account", "event"], name="event_part_account"),
+            models.Index(
+                fields=["id"],
+                condition=models.Q(interactions_read=False),
+                name="event_part_unread",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Part of webhook event {self.event_id} for {self.instagram_id or 'no account'}"
+
+
+class InteractionKind(models.TextChoices):
+    COMMENT = "comment", "Comment"
+    MESSAGE = "message", "Direct message"
+    STORY_REPLY = "story_reply", "Story reply"
+    STORY_MENTION = "story_mention", "Story mention"
+    QUICK_REPLY = "quick_reply", "Tapped a quick reply"
+    POSTBACK = "postback", "Tapped a button"
+    REACTION = "reaction", "Reaction"
+    READ = "read", "Read our message"
+    REFERRAL = "referral", "Came from a link or ad"
+    DELETED = "deleted", "Unsent a message"
+    MENTION = "mention", "Mentioned the account"
+    OTHER = "other", "Something else"
+
+
+class Interaction(models.Model):
+    """One thing a person did (a comment, a DM, a story reply or mention, a tap, a read), read
+    from a processed event's part with what processing made of it: the inbound side of a
+    person's timeline and what support searches. Written by beat (webhooks.interactions),
+    never while an event is processed, and removed with the event part it came from."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="+")
+    part = models.ForeignKey(
+        WebhookEventPart, on_delete=models.CASCADE, related_name="interactions"
+    )
+    position = models.IntegerField(help_text="Which update of the part (0 = the first).")
+    account = models.ForeignKey(
+        "accounts.InstagramAccount", on_delete=models.CASCADE, related_name="+"
+    )
+    contact = models.ForeignKey(
+        "accounts.Contact",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="interactions",
+    )
+    igsid = models.CharField("person's id", max_length=64, blank=True)
+    username = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=16, choices=InteractionKind.choices)
+    text = models.TextField(blank=True)
+    media_id = models.CharField("post", max_length=64, blank=True)
+    comment_id = models.CharField(max_length=64, blank=True)
+    parent_id = models.CharField("reply to comment", max_length=64, blank=True)
+    mid = models.CharField("message id", max_length=200, blank=True)
+    occurred_at = models.DateTimeField(help_text="Meta's time of it.")
+    outcome = models.CharField(max_length=16, blank=True)
+    trigger = models.ForeignKey(
+        "triggers.Trigger", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # What processing recorded for this update (outcome, trigger, why, deliveries, flow).
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        verbose_name = "activity"
+        verbose_name_plural = "people's activity"
+        constraints = [
+            models.UniqueConstraint(fields=["part", "position"], name="interaction_per_update")
+        ]
+        indexes = [
+            models.Index(fields=["account", "occurred_at"], name="interaction_account_time"),
+            models.Index(fields=["contact", "occurred_at"], name="interaction_contact_time"),
+            models.Index(fields=["igsid"], name="interaction_igsid"),
+            models.Index(
+                fields=["comment_id"],
+                condition=~models.Q(comment_id=""),
+                name="interaction_comment",
+            ),
+            models.Index(fields=["occurred_at"], name="interaction_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} by {self.username or self.igsid} at {self.occurred_at}"

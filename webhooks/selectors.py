@@ -204,3 +204,83 @@ def event_ids_matching_for(
     for word in text.split():
         condition &= Q(body__icontains=word)
     return parts.filter(condition).values("event_id")
+
+
+@dataclass(frozen=True)
+class UpdateView:
+    """One update of an event as a person reads it: who did what, and what became of it."""
+
+    instagram_id: str
+    kind: str
+    who: str
+    contact_id: int | None
+    text: str
+    details: list[str]
+    occurred_at: Any
+    outcome: str
+    delivery_ids: list[int]
+
+
+def event_updates_for(*, view: EventView, user) -> list[UpdateView]:
+    """The updates of the parts the person may see, parsed (no JSON to read), each with its
+    outcome in words and the sends it queued."""
+    from accounts.models import Contact
+    from accounts.selectors import accounts_for_instagram_ids
+    from webhooks.outcomes import KIND_WORDS, outcome_words
+
+    found: list[tuple[EventPart, Any, dict]] = []
+    for part in view.parts:
+        try:
+            updates = parse_webhook({"object": view.object or "instagram", "entry": part.entries})
+        except PayloadError:
+            updates = []
+        for position, update in enumerate(updates):
+            result = part.result[position] if position < len(part.result) else {}
+            found.append((part, update, result if isinstance(result, dict) else {}))
+    accounts = {
+        instagram_id: account
+        for account in accounts_for_instagram_ids(sorted({p.instagram_id for p in view.parts}))
+        for instagram_id in (account.ig_user_id, account.ig_alt_id)
+        if instagram_id
+    }
+    people = {
+        (contact.account_id, contact.igsid): contact
+        for contact in Contact.objects.filter(
+            account__in=list(accounts.values()),
+            igsid__in=[_person_of(update) for _, update, _ in found if _person_of(update)],
+        )
+    }
+    shown = []
+    for part, update, result in found:
+        person = _person_of(update)
+        account = accounts.get(part.instagram_id)
+        contact = people.get((account.pk, person)) if account and person else None
+        username = getattr(update, "from_username", "") or (contact.username if contact else "")
+        details = []
+        if getattr(update, "media_id", ""):
+            details.append(f"post {update.media_id}")
+        if getattr(update, "comment_id", ""):
+            details.append(f"comment id {update.comment_id}")
+        if getattr(update, "parent_id", ""):
+            details.append(f"a reply to comment {update.parent_id}")
+        if getattr(update, "mid", ""):
+            details.append(f"message id {update.mid}")
+        kind = str(result.get("type") or getattr(update, "kind", "") or "comment")
+        shown.append(
+            UpdateView(
+                instagram_id=part.instagram_id,
+                kind=KIND_WORDS.get(kind, kind.replace("_", " ").capitalize()),
+                who=f"@{username}" if username else (person or "-"),
+                contact_id=contact.pk if contact else None,
+                text=getattr(update, "text", "") or "",
+                details=details,
+                occurred_at=update.occurred_at,
+                outcome=outcome_words(result) if result else "not processed yet",
+                delivery_ids=[d for d in result.get("deliveries") or [] if isinstance(d, int)],
+            )
+        )
+    return shown
+
+
+def _person_of(update) -> str:
+    return getattr(update, "from_id", "") or getattr(update, "sender_id", "") or ""

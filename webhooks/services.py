@@ -14,11 +14,13 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.selectors import account_for_instagram_id, accounts_for_instagram_ids
+from messaging import receipts
 from messaging.sharedstate import shared_state
 from meta.payloads import (
     CommentEvent,
     MentionEvent,
     MessagingEvent,
+    MessagingKind,
     PayloadError,
     UnknownEvent,
     iter_entry_account_ids,
@@ -231,6 +233,12 @@ def _handle_messaging(item: MessagingEvent, event: WebhookEvent) -> dict:
         return {**base, "outcome": "recorded", "why": "the account's own message (never answered)"}
     if not item.sender_id:
         return {**base, "outcome": "ignored", "why": "the message names no sender"}
+    if item.kind == MessagingKind.READ:
+        # The person read our messages (the funnel's "seen"): one UPDATE, on this item only.
+        seen = receipts.deliveries_mark_seen(
+            account=account, igsid=item.sender_id, mid=item.mid, seen_at=item.occurred_at
+        )
+        return {**base, "outcome": "recorded", "seen": seen}
     if not item.opens_window:
         # Reactions, reads, unsent messages: recorded, nothing to answer.
         return {**base, "outcome": "recorded"}

@@ -13,3 +13,11 @@ def process_event(event_id: int) -> None:
 @shared_task(name="webhooks.requeue_pending_events")
 def requeue_pending_events() -> int:
     return services.webhook_events_requeue_pending()
+
+
+@shared_task(name="webhooks.read_interactions")
+def read_interactions() -> int:
+    """What people did, read from processed events into the timeline's rows (bounded)."""
+    from webhooks.interactions import interactions_catch_up
+
+    return interactions_catch_up(most_batches=20)

@@ -57,3 +57,15 @@ def test_an_invalid_form_shows_errors_not_a_crash(admin_client):
     response = admin_client.get(URL, {"event": "like", "text": "x"})
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
+
+
+def test_near_misses_say_what_nearly_answered(admin_client):
+    account = InstagramAccountFactory()
+    TriggerFactory(account=account, name="Exact guide", match="exact", keywords=["guide"])
+    TriggerFactory(account=account, name="Off", keywords=["guide"], enabled=False)
+    response = admin_client.get(
+        URL, {"account": account.pk, "event": "comment", "text": "the guide please"}
+    )
+    body = response.content.decode()
+    assert "Exact guide</a>: would match in contains mode" in body
+    assert "Off</a>: matches, but is switched off" in body

@@ -253,13 +253,13 @@ class ContactAdmin(CsvExportMixin, WorkspaceScopedAdmin):
         if not search_term.strip():
             return queryset, False
         # Imported here: the console reads every app; accounts is the base they build on.
-        from console.search import contacts_matching
+        from config.console.search import contacts_matching
 
         roles = self.view_roles + self.edit_roles
         return contacts_matching(queryset, user=request.user, roles=roles, text=search_term), False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from console.views import contact_page
+        from config.console.views import contact_page
 
         obj = self.get_object(request, unquote(object_id))
         if obj is None:

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import InstagramAccount, Membership, Role, Workspace
-from console import rollups
+from config.console import rollups
 from triggers.models import Trigger
 from webhooks.models import WebhookEvent, WebhookEventPart
 

@@ -50,7 +50,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     # Django's admin with the console's site (its dashboard home page) as admin.site.
-    "console.apps.ConsoleAdminConfig",
+    "config.console.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -63,7 +63,7 @@ INSTALLED_APPS = [
     "triggers",
     "webhooks",
     "messaging",
-    "console.apps.ConsoleConfig",
+    "config.console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [

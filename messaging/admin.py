@@ -176,7 +176,7 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
             return queryset, False
-        from console.search import deliveries_matching
+        from config.console.search import deliveries_matching
 
         found = deliveries_matching(
             queryset,
@@ -246,7 +246,7 @@ class DeliveryAdmin(CsvExportMixin, WorkspaceScopedAdmin):
 
     # --- the record's page ---------------------------------------------------------------
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from console.views import delivery_page
+        from config.console.views import delivery_page
 
         obj = self.get_object(request, unquote(object_id))
         if obj is None:

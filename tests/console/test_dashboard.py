@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AccountStatus, Role
-from console.rollups import figures_recount_all
+from config.console.rollups import figures_recount_all
 from messaging.explain import PAUSED_UNTIL_RESUMED
 from messaging.models import DeliveryStatus
 from tests.factories import (

@@ -4,8 +4,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from console.models import DailyFigure, Metric, RollupState
-from console.rollups import ROLLUP_DAYS, figures_recount, figures_recount_all, figures_refresh
+from config.console.models import DailyFigure, Metric, RollupState
+from config.console.rollups import (
+    ROLLUP_DAYS,
+    figures_recount,
+    figures_recount_all,
+    figures_refresh,
+)
 from messaging.models import DeliveryKind, DeliveryStatus, LinkClick
 from tests.factories import (
     ContactFactory,

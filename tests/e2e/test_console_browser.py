@@ -155,7 +155,7 @@ def journey(browser, live_server, name):
 def _people_and_history():
     from django.contrib.auth import get_user_model
 
-    from console.rollups import figures_recount_all
+    from config.console.rollups import figures_recount_all
     from messaging.models import DeliveryKind, DeliveryStatus
     from tests.factories import (
         ContactFactory,

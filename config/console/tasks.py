@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from console import rollups
+from config.console import rollups
 
 
 @shared_task(name="console.count_figures")

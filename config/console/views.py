@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.models import Contact
 from accounts.permissions import MARKETER_ROLES, SUPPORT_ROLES, is_agency_admin, may
-from console import timeline
+from config.console import timeline
 from messaging.actions import delivery_cancel_problem, delivery_retry_problem
 from messaging.explain import delivery_next_step, delivery_waiting_for
 from messaging.models import Delivery, DeliveryStatus

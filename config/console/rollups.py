@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from console.models import DailyFigure, Metric, RollupState
+from config.console.models import DailyFigure, Metric, RollupState
 from messaging.models import FINAL_STATUSES, Delivery, LinkClick
 from triggers.models import TriggerFiring
 from webhooks.interactions import TAP_KINDS

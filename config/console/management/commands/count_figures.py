@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandParser
 
-from console.rollups import ROLLUP_DAYS, figures_recount_all
+from config.console.rollups import ROLLUP_DAYS, figures_recount_all
 
 
 class Command(BaseCommand):

@@ -9,11 +9,13 @@ class ConsoleConfig(AppConfig):
     actions) and none of them imports it, so the one-way flow below it stays as it is.
     """
 
-    name = "console"
+    name = "config.console"
+    # The label keeps the tables and migrations named "console".
+    label = "console"
     verbose_name = "Operator console"
 
 
 class ConsoleAdminConfig(AdminConfig):
     """django.contrib.admin, with the console's site as the default ``admin.site``."""
 
-    default_site = "console.site.ConsoleAdminSite"
+    default_site = "config.console.site.ConsoleAdminSite"

@@ -28,8 +28,8 @@ from accounts.permissions import (
     member_workspace_ids,
     workspaces_for,
 )
-from console import charts
-from console.models import DailyFigure, Metric, RollupState
+from config.console import charts
+from config.console.models import DailyFigure, Metric, RollupState
 from messaging.explain import PAUSED_UNTIL_RESUMED
 from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
 from messaging.projection import MIN_BACKLOG_SECONDS, unreachable_count

@@ -1,6 +1,6 @@
 """The console's admin site: Django's admin, opening on the dashboard.
 
-Installed as the default admin site (``console.apps.ConsoleAdminConfig``), so every
+Installed as the default admin site (``config.console.apps.ConsoleAdminConfig``), so every
 ``admin.register`` and ``admin.site`` keeps working; only the home page and the header differ.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
-from console.models import Metric
-from console.selectors import PERIODS, dashboard_for
+from config.console.models import Metric
+from config.console.selectors import PERIODS, dashboard_for
 
 METRIC_LABELS = (
     (Metric.SENT, "Sent"),

@@ -230,7 +230,7 @@ def _scrub_audit(account_ids: list[int]) -> None:
 STATUS_IN_PROGRESS = "in_progress"
 DELETION_STEPS = ("accounts", "deliveries", "contacts", "events")
 DELETE_BATCH = 1000  # rows per delete
-EVENT_SCAN_BATCH = 2000  # events read (by id range) per batch
+EVENT_SCAN_BATCH = 2000  # events read (the next ones by id) per batch
 RUN_SECONDS = 60.0  # under the task's 90 s soft time limit
 # A deletion in progress untouched this long lost its task: beat queues it again.
 STALLED_DELETION = timedelta(minutes=5)
@@ -366,7 +366,15 @@ def _step_events(record: DataDeletionRequest, now: datetime) -> bool:
     after, upto = progress.get("events_after", 0), progress.get("events_upto", 0)
     ids = {i for i in progress.get("ids", []) if i}
     account_pks = progress.get("account_ids", [])
-    end = min(after + EVENT_SCAN_BATCH, upto)
+    # The next EVENT_SCAN_BATCH events by id (keyset paging): ids need not be dense, and a
+    # scan that starts far below the first id must not crawl through empty ranges.
+    last_in_batch = (
+        WebhookEvent.objects.filter(pk__gt=after, pk__lte=upto)
+        .order_by("pk")
+        .values_list("pk", flat=True)[EVENT_SCAN_BATCH - 1 : EVENT_SCAN_BATCH]
+        .first()
+    )
+    end = upto if last_in_batch is None else min(last_in_batch, upto)
     query = Q(accounts__pk__in=account_pks) if account_pks else Q(pk__in=[])
     if ids:
         query |= Q(raw_body__regex=_id_pattern(ids))

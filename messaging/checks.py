@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from django.db.models import Exists, OuterRef
+
 from accounts import crypto
 from accounts.models import AccountStatus, LoginKind
 from messaging.models import Delivery, DeliveryKind, DeliveryReason, DeliveryStatus
@@ -137,19 +139,37 @@ def check_window(delivery: Delivery, now: datetime) -> CheckFailure | None:
     return None
 
 
+_REPLY_USED = [DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.SENDING]
+
+
+def private_reply_used_elsewhere() -> Exists:
+    """Annotation: another private reply to the delivery's comment went (or may have gone).
+    The claim reads it with the delivery, so the check costs no statement of its own."""
+    return Exists(
+        Delivery.objects.filter(
+            account_id=OuterRef("account_id"),
+            kind=DeliveryKind.PRIVATE_REPLY,
+            comment_id=OuterRef("comment_id"),
+            status__in=_REPLY_USED,
+        ).exclude(pk=OuterRef("pk"))
+    )
+
+
 def check_already_replied(delivery: Delivery, now: datetime) -> CheckFailure | None:
     if delivery.kind != DeliveryKind.PRIVATE_REPLY:
         return None
-    used = (
-        Delivery.objects.filter(
-            account_id=delivery.account_id,
-            kind=DeliveryKind.PRIVATE_REPLY,
-            comment_id=delivery.comment_id,
-            status__in=[DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.SENDING],
+    used = getattr(delivery, "private_reply_used", None)
+    if used is None:
+        used = (
+            Delivery.objects.filter(
+                account_id=delivery.account_id,
+                kind=DeliveryKind.PRIVATE_REPLY,
+                comment_id=delivery.comment_id,
+                status__in=_REPLY_USED,
+            )
+            .exclude(pk=delivery.pk)
+            .exists()
         )
-        .exclude(pk=delivery.pk)
-        .exists()
-    )
     if used:
         return CheckFailure(
             DeliveryReason.ALREADY_REPLIED,

@@ -9,14 +9,21 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import AccountStatus, Contact, InstagramAccount
+from config import rawsql
 from messaging import graph, resolve
-from messaging.checks import PRIVATE_REPLY_WINDOW, CheckFailure, run_checklist, window_end
+from messaging.checks import (
+    PRIVATE_REPLY_WINDOW,
+    CheckFailure,
+    private_reply_used_elsewhere,
+    run_checklist,
+    window_end,
+)
 from messaging.explain import PAUSED_UNTIL_RESUMED
 from messaging.models import (
     Delivery,
@@ -386,7 +393,12 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     )
     if not claimed:
         return None
-    return Delivery.objects.select_related("account", "contact", "workspace").get(pk=delivery_id)
+    # The checklist's "one private reply per comment" question is asked with the read.
+    return (
+        Delivery.objects.select_related("account", "contact", "workspace", "trigger")
+        .annotate(private_reply_used=private_reply_used_elsewhere())
+        .get(pk=delivery_id)
+    )
 
 
 def _backoff_seconds(attempt: int) -> float:
@@ -431,9 +443,11 @@ def _retry_or_fail(delivery: Delivery, result: GraphResult, wait_seconds: float)
 def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
     accounts = InstagramAccount.objects.filter(pk=account.pk)
     if result.usage is None:
-        # Meta sends usage headers only once usage is noticeable: none means low again.
-        if result.ok:
+        # Meta sends usage headers only once usage is noticeable: none means low again. (No
+        # write when the account, as loaded with the delivery, was low already.)
+        if result.ok and account.usage_percent:
             accounts.filter(usage_percent__gt=0).update(usage_percent=0)
+            account.usage_percent = 0
         return
     accounts.update(usage_percent=min(100, result.usage.max_percent))
     if result.usage.regain_access_seconds > 0:
@@ -594,14 +608,17 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
             return _send_claimed(delivery)
     finally:
         # A slot of the account's in-flight cap is free again: pace the account right here
-        # (no extra task) when it has sends waiting for their turn.
-        waiting = Delivery.objects.filter(
-            account_id=delivery.account_id,
-            status=DeliveryStatus.QUEUED,
-            dispatched_at__isnull=True,
-            held_since__isnull=True,
-        )
-        if waiting.exists():
+        # (no extra task) when it has sends waiting for their turn. The settling write may
+        # have asked already (sends_waiting).
+        waiting = getattr(delivery, "sends_waiting", None)
+        if waiting is None:
+            waiting = Delivery.objects.filter(
+                account_id=delivery.account_id,
+                status=DeliveryStatus.QUEUED,
+                dispatched_at__isnull=True,
+                held_since__isnull=True,
+            ).exists()
+        if waiting:
             pacer_kick(account_id=delivery.account_id)
 
 
@@ -728,30 +745,17 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     # unknown instead of resending it.
     # One statement both checks the claim still holds and records that a call starts: the
     # sweeper's recovery checks the same row, so exactly one of the two goes ahead.
-    still_ours = Delivery.objects.filter(
-        pk=delivery.pk,
-        status=DeliveryStatus.SENDING,
-        sending_started_at=delivery.sending_started_at,
-    ).update(attempts=F("attempts") + 1, call_started_at=started_at)
-    if not still_ours:
+    attempt = _start_call(delivery, started_at)
+    if attempt is None:
         logger.warning("Delivery %s: claim lost before calling Meta; not sending", delivery.pk)
         return delivery
-    delivery.attempts += 1
-    delivery.call_started_at = started_at
-    attempt = DeliveryAttempt.objects.create(
-        delivery=delivery, number=delivery.attempts, started_at=started_at, outcome=IN_FLIGHT
-    )
     result = graph.send(delivery)
     if resolve.is_repeat(delivery):
         settled = _settle_repeat(delivery, attempt, result)
         if settled is not None:
             return settled
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
-        # The attempt and the delivery settle together: a worker killed between the two
-        # writes must not leave a send Meta accepted looking like one that may not have left.
-        with transaction.atomic():
-            _record_attempt(attempt, result)
-            delivery = _settle_sent_or_unknown(delivery, result)
+        delivery = _settle_sent_or_unknown(delivery, attempt, result)
         if result.outcome == Outcome.SENT:
             refusal_streak_clear(account=delivery.account)
         _apply_usage(delivery.account, result)
@@ -761,19 +765,78 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     return _handle_refusal(delivery, result)
 
 
-def _record_attempt(attempt: DeliveryAttempt, result: GraphResult) -> None:
-    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-        duration_ms=result.duration_ms,
-        outcome=result.outcome,
-        http_status=result.http_status,
-        reason=result.reason or "",
-        meta_code=result.code,
-        meta_subcode=result.subcode,
-        meta_message=result.message[:2000],
-        meta_trace_id=result.trace_id[:64],
-        request_summary=result.request_summary[:300],
-        response_excerpt=result.response_excerpt[:2000],
+def _claim_held(delivery: Delivery) -> QuerySet:
+    """The delivery's row while this worker's claim holds (status sending, its claim time)."""
+    return Delivery.objects.filter(
+        pk=delivery.pk,
+        status=DeliveryStatus.SENDING,
+        sending_started_at=delivery.sending_started_at,
     )
+
+
+_ATTEMPT_STARTED_SQL = """
+WITH started AS ({update} RETURNING {table}."id", {table}."attempts")
+INSERT INTO messaging_deliveryattempt (delivery_id, number, started_at, duration_ms, outcome,
+    http_status, reason, meta_code, meta_subcode, meta_message, meta_trace_id, request_summary,
+    response_excerpt)
+SELECT id, attempts, %s, NULL, %s, NULL, '', NULL, NULL, '', '', '', '' FROM started
+RETURNING id
+"""
+
+
+def _start_call(delivery: Delivery, started_at: datetime) -> DeliveryAttempt | None:
+    """Count the call and write its attempt row before the call (None: the claim is lost).
+
+    One statement both checks the claim still holds and records that a call starts: the
+    sweeper's recovery checks the same row, so exactly one of the two goes ahead. If the
+    worker dies mid-request the row says the request may have reached Meta, so recovery
+    marks the delivery unknown instead of resending it.
+    """
+    claim = _claim_held(delivery)
+    counted = {"attempts": F("attempts") + 1, "call_started_at": started_at}
+    if rawsql.combinable(claim):
+        update, params = rawsql.update_sql(claim, counted)
+        statement = _ATTEMPT_STARTED_SQL.format(update=update, table='"messaging_delivery"')
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*params, started_at, IN_FLIGHT])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        attempt = DeliveryAttempt(
+            pk=row[0], delivery=delivery, number=delivery.attempts + 1, started_at=started_at
+        )
+        attempt.outcome = IN_FLIGHT
+    else:
+        if not claim.update(**counted):
+            return None
+        attempt = DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempts + 1,
+            started_at=started_at,
+            outcome=IN_FLIGHT,
+        )
+    delivery.attempts += 1
+    delivery.call_started_at = started_at
+    return attempt
+
+
+def _attempt_fields(result: GraphResult) -> dict:
+    return {
+        "duration_ms": result.duration_ms,
+        "outcome": result.outcome,
+        "http_status": result.http_status,
+        "reason": result.reason or "",
+        "meta_code": result.code,
+        "meta_subcode": result.subcode,
+        "meta_message": result.message[:2000],
+        "meta_trace_id": result.trace_id[:64],
+        "request_summary": result.request_summary[:300],
+        "response_excerpt": result.response_excerpt[:2000],
+    }
+
+
+def _record_attempt(attempt: DeliveryAttempt, result: GraphResult) -> None:
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(**_attempt_fields(result))
 
 
 def _settle_repeat(
@@ -793,19 +856,56 @@ def _settle_repeat(
     return delivery
 
 
-def _settle_sent_or_unknown(delivery: Delivery, result: GraphResult) -> Delivery:
+# Whether the account has sends waiting for a pacer pass (asked with the settling write).
+_SENDS_WAITING_SQL = (
+    "EXISTS (SELECT 1 FROM messaging_delivery waiting WHERE waiting.account_id = %s"
+    " AND waiting.status = %s AND waiting.dispatched_at IS NULL"
+    " AND waiting.held_since IS NULL)"
+)
+
+
+def _settle_sent_or_unknown(
+    delivery: Delivery, attempt: DeliveryAttempt, result: GraphResult
+) -> Delivery:
+    """The attempt and the delivery settle together: a worker killed between the two writes
+    must not leave a send Meta accepted looking like one that may not have left. On
+    PostgreSQL both writes and the question whether sends wait are one statement."""
+    now = timezone.now()
     if result.outcome == Outcome.SENT:
-        return _finish(delivery, status=DeliveryStatus.SENT, result=result)
-    check_at = resolve.next_check_at(delivery, timezone.now())
-    return _finish(
-        delivery,
-        status=DeliveryStatus.UNKNOWN,
-        detail=resolve.unknown_detail(
-            "The request may have reached Meta but no answer came back.", check_at
-        ),
-        result=result,
-        next_attempt_at=check_at,
+        fields = {"status": DeliveryStatus.SENT, "sent_at": now}
+    else:
+        check_at = resolve.next_check_at(delivery, now)
+        fields = {
+            "status": DeliveryStatus.UNKNOWN,
+            "detail": resolve.unknown_detail(
+                "The request may have reached Meta but no answer came back.", check_at
+            ),
+            "next_attempt_at": check_at,
+        }
+    fields = {"reason": "", "detail": "", "finished_at": now, "next_attempt_at": None, **fields}
+    fields.update(_meta_fields(result))
+    claim = _claim_held(delivery)
+    if not rawsql.combinable(claim):
+        with transaction.atomic():
+            _record_attempt(attempt, result)
+            return _finish(delivery, **fields)
+    row = rawsql.run_together(
+        claim,
+        [
+            rawsql.update_sql(
+                DeliveryAttempt.objects.filter(pk=attempt.pk), _attempt_fields(result)
+            ),
+            rawsql.update_sql(claim, fields),
+        ],
+        returning=_SENDS_WAITING_SQL,
+        returning_params=[delivery.account_id, DeliveryStatus.QUEUED],
     )
+    for name, value in fields.items():
+        setattr(delivery, name, value)
+    if row is not None:
+        delivery.sends_waiting = bool(row[0])
+    transaction.on_commit(partial(_announce_finished, delivery))
+    return delivery
 
 
 def delivery_recover(*, delivery_id: int) -> str | None:

@@ -283,6 +283,10 @@ def flow_delivery_settled(*, delivery: Delivery) -> None:
     """messaging's delivery_finished: move on the run waiting for this delivery, if any."""
     if delivery.trigger_id is None:
         return
+    if Delivery.trigger.is_cached(delivery) and not needs_run(delivery.trigger):
+        # Loaded with the send: a one-message trigger starts no run, so none waits (a run
+        # left waiting by an edit of its trigger is moved on by the flow sweeper).
+        return
     for run_id in FlowRun.objects.filter(
         waiting_delivery_id=delivery.pk, status=FlowStatus.RUNNING
     ).values_list("pk", flat=True):

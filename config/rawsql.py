@@ -1,0 +1,48 @@
+"""Several ORM writes sent to PostgreSQL as one statement, for the hot paths.
+
+Each statement is a round trip and a parse on both sides; on the send and processing paths
+they are most of the cost per comment (docs/performance.md). The SQL is Django's own (the
+ORM compiles each UPDATE), only joined as data-modifying CTEs, which PostgreSQL runs as one
+atomic statement. Other databases (the zero-config demo's SQLite) run the plain ORM calls.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connections
+from django.db.models import QuerySet
+from django.db.models.sql import UpdateQuery
+
+
+def combinable(queryset: QuerySet) -> bool:
+    """Whether writes on this queryset's database can be joined into one statement."""
+    return connections[queryset.db].vendor == "postgresql"
+
+
+def update_sql(queryset: QuerySet, fields: dict[str, Any]) -> tuple[str, list]:
+    """The UPDATE that ``queryset.update(**fields)`` would run, as SQL and parameters."""
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(fields)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    return sql, list(params)
+
+
+def run_together(
+    queryset: QuerySet,
+    updates: Sequence[tuple[str, list]],
+    *,
+    returning: str,
+    returning_params: Sequence = (),
+) -> tuple | None:
+    """Run UPDATEs as one statement; the last one's ``RETURNING returning`` row (or None
+    when it matched nothing). The others run whatever the last one matches."""
+    *before, (last_sql, last_params) = updates
+    ctes, params = [], []
+    for number, (sql, cte_params) in enumerate(before):
+        ctes.append(f"w{number} AS ({sql})")
+        params.extend(cte_params)
+    prefix = f"WITH {', '.join(ctes)} " if ctes else ""
+    statement = f"{prefix}{last_sql} RETURNING {returning}"
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(statement, [*params, *last_params, *returning_params])
+        return cursor.fetchone()

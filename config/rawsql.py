@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import Model, QuerySet
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 
 def combinable(queryset: QuerySet) -> bool:
@@ -33,9 +33,11 @@ def run_together(
     *,
     returning: str,
     returning_params: Sequence = (),
-) -> tuple | None:
+    many: bool = False,
+) -> Any:
     """Run UPDATEs as one statement; the last one's ``RETURNING returning`` row (or None
-    when it matched nothing). The others run whatever the last one matches."""
+    when it matched nothing; with ``many``, all its rows). The others run whatever the last
+    one matches."""
     *before, (last_sql, last_params) = updates
     ctes, params = [], []
     for number, (sql, cte_params) in enumerate(before):
@@ -45,4 +47,30 @@ def run_together(
     statement = f"{prefix}{last_sql} RETURNING {returning}"
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(statement, [*params, *last_params, *returning_params])
-        return cursor.fetchone()
+        return cursor.fetchall() if many else cursor.fetchone()
+
+
+def insert_unless_present(obj: Model, *, conflict_target: Sequence[str]) -> int | None:
+    """``INSERT ... ON CONFLICT (conflict_target) DO NOTHING RETURNING id`` for one new
+    object: its id, or None when a row with the same unique values is there already. One
+    statement and no savepoint (a failed INSERT inside a transaction would need one).
+    PostgreSQL only (see ``combinable``)."""
+    model = type(obj)
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    query = InsertQuery(model)
+    query.insert_values(fields, [obj])
+    ((sql, params),) = query.get_compiler(obj._state.db or "default").as_sql()
+    connection = connections[obj._state.db or "default"]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(model._meta.get_field(name).column) for name in conflict_target)
+    pk_column = quote(model._meta.pk.column)
+    statement = f"{sql} ON CONFLICT ({columns}) DO NOTHING RETURNING {pk_column}"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj.pk

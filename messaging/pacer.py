@@ -127,7 +127,7 @@ def _not_in_lanes(lanes: set[str]) -> Q:
 
 def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     """Dispatch the account's due deliveries that its budgets and in-flight cap allow."""
-    from messaging.services import delivery_dispatch
+    from messaging.services import deliveries_dispatch
 
     # Cleared first: a request arriving while we run queues another run instead of being lost.
     shared_state().flag_clear(f"pacer:{account_id}")
@@ -155,6 +155,7 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     in_flight = on_the_way.total()
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
     dispatched, wait = 0, None
+    chosen: list[tuple[int, float]] = []  # (delivery, countdown): dispatched together below
     if free > 0:
         due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
         blocked: set[str] = set()
@@ -182,19 +183,23 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
                 # Room within the second: the send goes now, timed to reach the budget as
                 # its place frees (a wake-up and a queue hop later would leave it unused).
                 countdown = lane_wait + SLOT_MARGIN_SECONDS if lane_wait > 0 else 0.0
-                if delivery_dispatch(delivery_id=delivery_id, now=now, countdown=countdown):
-                    on_the_way[lane] += 1
-                    dispatched += 1
-                    free -= 1
+                chosen.append((delivery_id, countdown))
+                on_the_way[lane] += 1
+                free -= 1
             if free <= 0 or not newly_blocked or len(candidates) == 0:
                 break
+            # The next look excludes what was chosen already (not yet marked dispatched).
+            due = due.exclude(pk__in=[delivery_id for delivery_id, _ in chosen])
+        dispatched = deliveries_dispatch(chosen, now=now)
     if wait is not None:
         # With sends on their way, each one paces the account again when it finishes
         # (delivery_send); a countdown run as well would only repeat this pass, and at a
         # budget's pace that was most of a draining account's worker time.
         if in_flight + dispatched == 0:
             pacer_request(account_id, delay=wait)
-    else:
+    elif in_flight + dispatched == 0:
+        # Sends on their way pace the account again when they finish: the last of them
+        # looks for later work; asking here as well would be a statement per pass for nothing.
         later = queued.filter(dispatched_at__isnull=True, next_attempt_at__gt=now).aggregate(
             at=Min("next_attempt_at")
         )["at"]

@@ -66,6 +66,13 @@ PER_SECOND_THROTTLE_PAUSE_SECONDS = 2.0
 
 def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fields) -> tuple:
     # Insert first: a duplicate is the rare case (redelivery), so it pays the extra read.
+    if rawsql.combinable(Delivery.objects.all()):
+        delivery = Delivery(
+            account=account, workspace_id=account.workspace_id, dedupe_key=dedupe_key, **fields
+        )
+        if rawsql.insert_unless_present(delivery, conflict_target=["account", "dedupe_key"]):
+            return delivery, True
+        return Delivery.objects.get(account=account, dedupe_key=dedupe_key), False
     try:
         with transaction.atomic():
             return (
@@ -286,6 +293,45 @@ def delivery_dispatch(
         )
         return False
     return True
+
+
+def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> int:
+    """Hand the pacer's choice of queued deliveries (id, countdown) to the send queue: one
+    UPDATE marks them all dispatched (those still queued and not dispatched by another
+    pacer run), then each is published. Returns how many went."""
+    from messaging.tasks import send_delivery
+
+    if not chosen:
+        return 0
+    taken = Delivery.objects.filter(
+        pk__in=[delivery_id for delivery_id, _ in chosen],
+        status=DeliveryStatus.QUEUED,
+        dispatched_at__isnull=True,
+    )
+    if len(chosen) == 1 or not rawsql.combinable(taken):
+        return sum(
+            delivery_dispatch(delivery_id=delivery_id, now=now, countdown=countdown)
+            for delivery_id, countdown in chosen
+        )
+    rows = rawsql.run_together(
+        taken, [rawsql.update_sql(taken, {"dispatched_at": now})], returning="id", many=True
+    )
+    ids = {row[0] for row in rows}
+    sent = 0
+    for delivery_id, countdown in chosen:
+        if delivery_id not in ids:
+            continue
+        try:
+            send_delivery.apply_async((delivery_id,), countdown=countdown or None)
+            sent += 1
+        except Exception:
+            logger.exception(
+                "Could not queue delivery %s; it waits for the next pacer run", delivery_id
+            )
+            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
+                dispatched_at=None
+            )
+    return sent
 
 
 def _finish(

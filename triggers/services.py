@@ -11,7 +11,6 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -54,6 +53,8 @@ def public_reply_pick(trigger: Trigger) -> str:
     variants = [text for text in trigger.public_replies if text.strip()]
     if not variants:
         return ""
+    if len(variants) == 1:
+        return variants[0]  # nothing to rotate: no statement
     # Read fresh: the trigger may be a cached copy, and another worker may have picked since.
     last = (
         Trigger.objects.filter(pk=trigger.pk)
@@ -90,16 +91,19 @@ def _cooled_down(trigger: Trigger, contact: Contact, origin: flows.Origin) -> da
         )
         if recent is not None:
             return recent
-    try:
-        with transaction.atomic():
-            TriggerFiring.objects.get_or_create(
+    # One INSERT ... ON CONFLICT DO NOTHING: the event answered before (processed again, or
+    # concurrently) keeps its firing, and the delivery dedupe keeps the answer single.
+    TriggerFiring.objects.bulk_create(
+        [
+            TriggerFiring(
                 trigger=trigger,
                 contact=contact,
                 origin_key=origin.key,
-                defaults={"fired_at": origin.occurred_at},
+                fired_at=origin.occurred_at,
             )
-    except IntegrityError:
-        pass  # the same event answered concurrently: the delivery dedupe keeps it single
+        ],
+        ignore_conflicts=True,
+    )
     return None
 
 
@@ -246,15 +250,22 @@ def _single_message(
 MEDIA_TIME_RETRY = timedelta(minutes=10)
 
 
+def _next_post_triggers_enabled():
+    return Trigger.objects.filter(
+        enabled=True, event=TriggerEvent.COMMENT, extra__scope="next_post"
+    ).order_by()
+
+
 def accounts_waiting_for_next_post() -> set[int]:
     """Ids of accounts with an enabled "next post" comment trigger (one cheap query: usually
     none, and then processing reads nothing from Meta)."""
-    return set(
-        Trigger.objects.filter(enabled=True, event=TriggerEvent.COMMENT, extra__scope="next_post")
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
+    return set(_next_post_triggers_enabled().values_list("account_id", flat=True).distinct())
+
+
+def next_post_waiting_sql() -> tuple[str, tuple]:
+    """SQL (and parameters) of a query with a row when any account has an enabled "next
+    post" trigger: processing asks it together with another statement."""
+    return _next_post_triggers_enabled().values("pk")[:1].query.sql_with_params()
 
 
 def _waiting_for_next_post(account: InstagramAccount) -> list[Trigger]:
@@ -318,13 +329,17 @@ def comment_answer(
     contact: Contact,
     event_id: int | None,
     event_received_at,
+    next_post_waiting: bool | None = None,
 ) -> dict:
     """Match a comment against the account's triggers and queue the replies.
 
     Returns a summary for the event log: the outcome and, when matched, the deliveries.
+    ``next_post_waiting``: False when processing knows no account has a "next post" trigger.
     """
     is_live = comment.field == "live_comments" or comment.media_product_type.upper() == "LIVE"
-    bound = _bind_next_post(account, comment) if not comment.is_reply else []
+    bound = []
+    if not comment.is_reply and next_post_waiting is not False:
+        bound = _bind_next_post(account, comment)
     context = CommentContext(media_id=comment.media_id, is_reply=comment.is_reply, is_live=is_live)
     decision = trigger_choose(
         account=account, event=TriggerEvent.COMMENT, text=comment.text, comment=context

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -13,7 +14,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import services as account_services
+from accounts.models import InstagramAccount
 from accounts.selectors import account_for_instagram_id, accounts_for_instagram_ids
+from config import rawsql
 from messaging import receipts
 from messaging.sharedstate import shared_state
 from meta.payloads import (
@@ -199,8 +202,33 @@ def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = Non
         logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
 
 
-def _handle_comment(item: CommentEvent, event: WebhookEvent) -> dict:
-    account = account_for_instagram_id(item.account_id)
+@dataclass
+class _Processing:
+    """What one event's processing reads once and shares between its updates."""
+
+    accounts: dict[str, InstagramAccount | None]
+    # Whether any account has a "next post" trigger (else comments bind nothing).
+    next_post_waiting: bool | None = None
+
+    @classmethod
+    def for_items(cls, items: list, *, next_post_waiting: bool | None) -> "_Processing":
+        ids = sorted({str(item.account_id) for item in items if getattr(item, "account_id", "")})
+        found: dict[str, InstagramAccount | None] = dict.fromkeys(ids)
+        if ids:
+            for account in accounts_for_instagram_ids(ids, with_workspace=True):
+                for instagram_id in (account.ig_alt_id, account.ig_user_id):  # own id wins
+                    if instagram_id in found:
+                        found[instagram_id] = account
+        return cls(accounts=found, next_post_waiting=next_post_waiting)
+
+    def account(self, instagram_id: str) -> InstagramAccount | None:
+        if instagram_id not in self.accounts:
+            self.accounts[instagram_id] = account_for_instagram_id(instagram_id)
+        return self.accounts[instagram_id]
+
+
+def _handle_comment(item: CommentEvent, event: WebhookEvent, run: _Processing) -> dict:
+    account = run.account(item.account_id)
     base = {"type": "comment", "comment_id": item.comment_id}
     if account is None:
         return {**base, "outcome": "ignored", "why": f"no connected account {item.account_id}"}
@@ -220,13 +248,14 @@ def _handle_comment(item: CommentEvent, event: WebhookEvent) -> dict:
         contact=contact,
         event_id=event.pk,
         event_received_at=event.received_at,
+        next_post_waiting=run.next_post_waiting,
     )
     return {**base, **outcome}
 
 
-def _handle_messaging(item: MessagingEvent, event: WebhookEvent) -> dict:
+def _handle_messaging(item: MessagingEvent, event: WebhookEvent, run: _Processing) -> dict:
     base = {"type": item.kind, "mid": item.mid}
-    account = account_for_instagram_id(item.account_id)
+    account = run.account(item.account_id)
     if account is None:
         return {**base, "outcome": "ignored", "why": f"no connected account {item.account_id}"}
     if item.is_echo or (item.sender_id and account.owns_id(item.sender_id)):
@@ -256,11 +285,11 @@ def _handle_messaging(item: MessagingEvent, event: WebhookEvent) -> dict:
     return {**base, "window": "opened", **outcome}
 
 
-def _handle(item, event: WebhookEvent) -> dict:
+def _handle(item, event: WebhookEvent, run: _Processing) -> dict:
     if isinstance(item, CommentEvent):
-        return _handle_comment(item, event)
+        return _handle_comment(item, event, run)
     if isinstance(item, MessagingEvent):
-        return _handle_messaging(item, event)
+        return _handle_messaging(item, event, run)
     if isinstance(item, MentionEvent):
         return {"type": "mention", "outcome": "recorded", "comment_id": item.comment_id}
     if isinstance(item, UnknownEvent):
@@ -278,13 +307,14 @@ def _kind_of(item) -> str:
     return getattr(item, "field", "") or "unknown"
 
 
-def _handle_in_savepoint(item, event: WebhookEvent) -> dict:
+def _handle_in_savepoint(item, event: WebhookEvent, run: _Processing, *, alone: bool) -> dict:
     """One update, in its own savepoint: a failure (a malformed trigger, a bug) undoes only
     this update's writes and is recorded on its result, so the other updates of a batched
-    event (often other workspaces' accounts) are still answered."""
+    event (often other workspaces' accounts) are still answered. An event's only update
+    needs no savepoint: its failure rolls the whole event back (UpdatesFailed)."""
     try:
-        with transaction.atomic():
-            outcome = _handle(item, event)
+        with transaction.atomic() if not alone else nullcontext():
+            outcome = _handle(item, event, run)
     except Exception as exc:
         logger.exception(
             "Webhook event %s: an update for account %s failed", event.pk, item.account_id
@@ -319,7 +349,15 @@ def _link_accounts(event: WebhookEvent) -> None:
 
 
 def _note_webhook(event: WebhookEvent, accounts: list) -> None:
-    """Each account's last webhook, noted once the event commits (outside its transaction)."""
+    """Each account's last webhook, noted once the event commits (outside its transaction);
+    no statement for accounts (as read) noted within LAST_WEBHOOK_PRECISION already."""
+    precision = account_services.LAST_WEBHOOK_PRECISION
+    accounts = [
+        account
+        for account in accounts
+        if account.last_webhook_at is None
+        or account.last_webhook_at < event.received_at - precision
+    ]
     if accounts:
         transaction.on_commit(
             partial(
@@ -330,15 +368,21 @@ def _note_webhook(event: WebhookEvent, accounts: list) -> None:
         )
 
 
-def _store_parts(event: WebhookEvent, *, replace: bool = True) -> int:
+def _store_parts(
+    event: WebhookEvent, *, replace: bool = True, run: _Processing | None = None
+) -> int:
     """One part per account the body names: its entries and their results (selectors). The
     accounts are linked too (intake's ``account_ids`` keeps only the first 50). ``replace``:
-    the event may have parts from an earlier processing, which the new result replaces."""
+    the event may have parts from an earlier processing, which the new result replaces.
+    ``run``: the accounts processing read already."""
     if replace:
         event.parts.all().delete()
     obj, groups, _ = split_body(event.raw_body, list(event.result or []))
     ids = [group.instagram_id for group in groups if group.instagram_id]
-    accounts = accounts_for_instagram_ids(ids) if ids else []
+    if run is not None and all(i in run.accounts for i in ids):
+        accounts = list({a.pk: a for i in ids if (a := run.accounts[i]) is not None}.values())
+    else:
+        accounts = accounts_for_instagram_ids(ids) if ids else []
     by_id = {i: a for a in accounts for i in (a.ig_user_id, a.ig_alt_id) if i}
     if accounts:
         event.accounts.add(*accounts)
@@ -377,9 +421,12 @@ def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[i
     return batch[-1], split
 
 
-def _prepare(event_id: int) -> None:
+def _prepare(event_id: int, *, next_post_waiting: bool | None) -> None:
     """What processing will need from Meta, fetched first, outside any transaction: nothing
-    calls Meta while the event's row lock is held (triggers.services.comment_prepare)."""
+    calls Meta while the event's row lock is held (triggers.services.comment_prepare).
+    ``next_post_waiting``: False when no account has a "next post" trigger (None: ask)."""
+    if next_post_waiting is False:
+        return
     waiting = trigger_services.accounts_waiting_for_next_post()
     if not waiting:
         return
@@ -414,12 +461,29 @@ def _prepare(event_id: int) -> None:
             logger.exception("Preparing comment %s of event %s failed", item.comment_id, event_id)
 
 
+def _count_attempt(event_id: int) -> bool | None:
+    """Count a processing attempt (committed at once: a crash still counts), and say
+    whether any account waits for its next post (asked in the same statement on
+    PostgreSQL; None elsewhere, where processing asks itself)."""
+    pending = WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
+    counted = {"processing_attempts": F("processing_attempts") + 1}
+    if not rawsql.combinable(pending):
+        pending.update(**counted)
+        return None
+    waiting_sql, waiting_params = trigger_services.next_post_waiting_sql()
+    row = rawsql.run_together(
+        pending,
+        [rawsql.update_sql(pending, counted)],
+        returning=f"EXISTS ({waiting_sql})",
+        returning_params=waiting_params,
+    )
+    return bool(row[0]) if row is not None else None
+
+
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     """Parse a stored event, let triggers decide, queue deliveries. Runs once per event."""
-    WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING).update(
-        processing_attempts=F("processing_attempts") + 1
-    )
-    _prepare(event_id)
+    next_post_waiting = _count_attempt(event_id)
+    _prepare(event_id, next_post_waiting=next_post_waiting)
     try:
         with transaction.atomic():
             # The row lock makes a second worker wait, then see the event is no longer pending.
@@ -436,7 +500,11 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
                 event.state, event.error = EventState.IGNORED, ""
                 items = None
             else:
-                event.result = [_handle_in_savepoint(item, event) for item in items]
+                run = _Processing.for_items(items, next_post_waiting=next_post_waiting)
+                alone = len(items) == 1
+                event.result = [
+                    _handle_in_savepoint(item, event, run, alone=alone) for item in items
+                ]
                 event.state = _overall_state(event.result)
                 failed = sum(result["outcome"] == FAILED_OUTCOME for result in event.result)
                 if failed and failed == len(items):
@@ -452,7 +520,7 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
             if items is None:
                 _link_accounts(event)
             else:
-                _store_parts(event, replace=processed_before)
+                _store_parts(event, replace=processed_before, run=run)
             event.processed_at = timezone.now()
             event.save(update_fields=["state", "error", "result", "processed_at"])
             return event

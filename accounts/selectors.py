@@ -26,11 +26,10 @@ def account_by_reference(reference: str) -> InstagramAccount | None:
     )
 
 
-def accounts_for_instagram_ids(
-    instagram_ids: list[str], *, with_workspace: bool = False
-) -> list[InstagramAccount]:
+def accounts_for_instagram_ids(instagram_ids: list[str]) -> list[InstagramAccount]:
     """The connected accounts a webhook body names (entry ids, by id or alternate id)."""
-    accounts = InstagramAccount.objects.filter(
-        Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
+    return list(
+        InstagramAccount.objects.filter(
+            Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
+        )
     )
-    return list(accounts.select_related("workspace") if with_workspace else accounts)

@@ -13,10 +13,13 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import CharField, Count, Min, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from accounts.models import AccountStatus, InstagramAccount
+from config import rawsql
 from messaging.models import Delivery, DeliveryStatus, Lane
 from messaging.sharedstate import Budget, shared_state
 
@@ -125,6 +128,45 @@ def _not_in_lanes(lanes: set[str]) -> Q:
     return Q(lane__in=lanes) | Q(lane="", kind__in=lanes)
 
 
+def _on_the_way(deliveries):
+    return deliveries.filter(
+        Q(status=DeliveryStatus.SENDING)
+        | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False)
+    )
+
+
+def _account_and_its_sends(
+    account_id: int, now: datetime
+) -> tuple[InstagramAccount | None, Counter | None, list[tuple[int, str, str]] | None]:
+    """The account, its sends on their way by lane and its oldest due sends (as many as
+    could be dispatched), read by one query on PostgreSQL; elsewhere only the account
+    (the others None: the pacer asks for them itself)."""
+    accounts = InstagramAccount.objects.filter(pk=account_id)
+    if not rawsql.combinable(accounts):
+        return accounts.first(), None, None
+    mine = Delivery.objects.filter(account_id=OuterRef("pk"))
+    # "kind:lane" and "id:kind:lane" strings: a handful per account, parsed below.
+    tag = Concat("kind", Value(":"), "lane", output_field=CharField())
+    due = (
+        mine.filter(_due(now), status=DeliveryStatus.QUEUED, dispatched_at__isnull=True)
+        .order_by("created_at", "pk")
+        .annotate(tag=Concat(Cast("pk", CharField()), Value(":"), tag, output_field=CharField()))
+        .values("tag")[: settings.PACER_MAX_IN_FLIGHT]
+    )
+    account = accounts.annotate(
+        sends_on_the_way=ArraySubquery(_on_the_way(mine).annotate(tag=tag).values("tag")),
+        sends_due=ArraySubquery(due),
+    ).first()
+    if account is None:
+        return None, None, None
+    on_the_way = _lanes((*item.split(":", 1), 1) for item in account.sends_on_the_way)
+    first_due = []
+    for item in account.sends_due:
+        delivery_id, kind, lane = item.split(":", 2)
+        first_due.append((int(delivery_id), kind, lane))
+    return account, on_the_way, first_due
+
+
 def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     """Dispatch the account's due deliveries that its budgets and in-flight cap allow."""
     from messaging.services import deliveries_dispatch
@@ -132,7 +174,7 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     # Cleared first: a request arriving while we run queues another run instead of being lost.
     shared_state().flag_clear(f"pacer:{account_id}")
     now = now or timezone.now()
-    account = InstagramAccount.objects.filter(pk=account_id).first()
+    account, on_the_way, first_due = _account_and_its_sends(account_id, now)
     if account is None:
         return {"dispatched": 0, "why": "no such account"}
     if account.status != AccountStatus.ACTIVE:
@@ -142,16 +184,13 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
         return {"dispatched": 0, "why": f"paused until {account.paused_until.isoformat()}"}
 
     queued = Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
-    on_the_way = _lanes(
-        Delivery.objects.filter(
-            Q(status=DeliveryStatus.SENDING)
-            | Q(status=DeliveryStatus.QUEUED, dispatched_at__isnull=False),
-            account_id=account_id,
+    if on_the_way is None:
+        on_the_way = _lanes(
+            _on_the_way(Delivery.objects.filter(account_id=account_id))
+            .values_list("kind", "lane")
+            .annotate(n=Count("pk"))
+            .order_by()
         )
-        .values_list("kind", "lane")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
     in_flight = on_the_way.total()
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
     dispatched, wait = 0, None
@@ -162,9 +201,12 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
         # Oldest first. When a lane's budget is spent (private replies at their hourly
         # limit), look again without it, so it never hides the DMs and public replies
         # queued behind it; at most once per lane.
-        for _ in Lane.values:
+        for look in range(len(Lane.values)):
             pending = due.exclude(_not_in_lanes(blocked)) if blocked else due
-            candidates = list(pending.values_list("pk", "kind", "lane")[:free])
+            if look == 0 and first_due is not None:
+                candidates = first_due[:free]  # read with the account
+            else:
+                candidates = list(pending.values_list("pk", "kind", "lane")[:free])
             newly_blocked = False
             for delivery_id, kind, lane in candidates:
                 lane = lane or kind

@@ -64,29 +64,91 @@ PER_SECOND_THROTTLE_CODE = 613
 PER_SECOND_THROTTLE_PAUSE_SECONDS = 2.0
 
 
-def _delivery_get_or_create(*, account: InstagramAccount, dedupe_key: str, **fields) -> tuple:
+def _delivery_get_or_create(delivery: Delivery) -> tuple[Delivery, bool]:
     # Insert first: a duplicate is the rare case (redelivery), so it pays the extra read.
-    if rawsql.combinable(Delivery.objects.all()):
-        delivery = Delivery(
-            account=account, workspace_id=account.workspace_id, dedupe_key=dedupe_key, **fields
-        )
-        if rawsql.insert_unless_present(delivery, conflict_target=["account", "dedupe_key"]):
-            return delivery, True
-        return Delivery.objects.get(account=account, dedupe_key=dedupe_key), False
     try:
         with transaction.atomic():
-            return (
-                Delivery.objects.create(
-                    account=account,
-                    workspace_id=account.workspace_id,
-                    dedupe_key=dedupe_key,
-                    **fields,
-                ),
-                True,
-            )
+            delivery.save(force_insert=True)
+            return delivery, True
     except IntegrityError:
         # Created before (a redelivered comment, a task run twice): that one stands.
-        return Delivery.objects.get(account=account, dedupe_key=dedupe_key), False
+        return Delivery.objects.get(
+            account_id=delivery.account_id, dedupe_key=delivery.dedupe_key
+        ), False
+
+
+def _new_delivery(
+    *,
+    account: InstagramAccount,
+    trigger,
+    contact: Contact,
+    kind: str,
+    dedupe_key: str,
+    payload: dict,
+    interaction_at: datetime | None,
+    event_id: int | None,
+    event_received_at: datetime | None,
+    comment_id: str = "",
+    recipient: str = "",
+    not_before: datetime | None = None,
+    live_media_id: str = "",
+) -> Delivery:
+    recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
+    lane = lane_for(kind, payload, live_media_id)
+    paused = {}
+    if getattr(trigger, "paused_at", None):
+        # A paused trigger still answers; its sends wait until it is resumed (no statement
+        # more: the trigger is in hand). messaging.actions releases them.
+        not_before = PAUSED_UNTIL_RESUMED
+        paused["detail"] = f"Waiting: the trigger {trigger.name!r} is paused."
+    return Delivery(
+        account=account,
+        workspace_id=account.workspace_id,
+        dedupe_key=dedupe_key,
+        **paused,
+        kind=kind,
+        lane="" if lane == kind else lane,
+        live_media_id=live_media_id,
+        payload=payload,
+        trigger=trigger,
+        contact=contact,
+        comment_id=comment_id,
+        recipient=recipient,
+        event_id=event_id,
+        interaction_at=interaction_at,
+        event_received_at=event_received_at,
+        next_attempt_at=not_before,
+    )
+
+
+def deliveries_create(specs: list[dict]) -> list[Delivery]:
+    """Queue several sends (each once per dedupe key; a spec holds ``delivery_create``'s
+    arguments), in order. On PostgreSQL one INSERT ... ON CONFLICT DO NOTHING writes them
+    all: what a comment sends (public and private reply) costs one statement."""
+    new = [_new_delivery(**spec) for spec in specs]
+    if not new:
+        return []
+    if not rawsql.combinable(Delivery.objects.all()):
+        made = [_delivery_get_or_create(delivery) for delivery in new]
+    else:
+        rawsql.insert_unless_present(new, conflict_target=["account", "dedupe_key"])
+        made = [(delivery, True) for delivery in new if delivery.pk is not None]
+        missing = [delivery for delivery in new if delivery.pk is None]
+        if missing:
+            # Created before (a redelivered comment, a task run twice): those stand.
+            query = Q()
+            for delivery in missing:
+                query |= Q(account_id=delivery.account_id, dedupe_key=delivery.dedupe_key)
+            existing = {(d.account_id, d.dedupe_key): d for d in Delivery.objects.filter(query)}
+            made = [
+                (delivery, True)
+                if delivery.pk is not None
+                else (existing[(delivery.account_id, delivery.dedupe_key)], False)
+                for delivery in new
+            ]
+    for account_id in {delivery.account_id for delivery, created in made if created}:
+        pace_after_commit(account_id)
+    return [delivery for delivery, _ in made]
 
 
 def delivery_create(
@@ -110,33 +172,8 @@ def delivery_create(
     The recipient defaults to the comment answered, or the person for a message.
     ``live_media_id``: a private reply to a comment made during that live broadcast.
     """
-    recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
-    lane = lane_for(kind, payload, live_media_id)
-    paused = {}
-    if getattr(trigger, "paused_at", None):
-        # A paused trigger still answers; its sends wait until it is resumed (no statement
-        # more: the trigger is in hand). messaging.actions releases them.
-        not_before = PAUSED_UNTIL_RESUMED
-        paused["detail"] = f"Waiting: the trigger {trigger.name!r} is paused."
-    delivery, created = _delivery_get_or_create(
-        account=account,
-        dedupe_key=dedupe_key,
-        **paused,
-        kind=kind,
-        lane="" if lane == kind else lane,
-        live_media_id=live_media_id,
-        payload=payload,
-        trigger=trigger,
-        contact=contact,
-        comment_id=comment_id,
-        recipient=recipient,
-        event_id=event_id,
-        interaction_at=interaction_at,
-        event_received_at=event_received_at,
-        next_attempt_at=not_before,
-    )
-    if created:
-        pace_after_commit(account.pk)
+    spec = dict(locals())
+    (delivery,) = deliveries_create([spec])
     return delivery
 
 

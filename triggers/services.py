@@ -11,10 +11,12 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
+from config import rawsql
 from messaging import services as messaging_services
 from messaging.models import Delivery, DeliveryKind
 from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
@@ -135,6 +137,34 @@ def _answered_before(trigger: Trigger, contact: Contact, origin: flows.Origin) -
     return {"trigger": name, "trigger_id": earlier.trigger_id}
 
 
+_FIRE_UNLESS_ANSWERED_SQL = """
+WITH other AS (
+    SELECT firing.trigger_id, answering.name
+    FROM triggers_triggerfiring firing
+    JOIN triggers_trigger answering ON answering.id = firing.trigger_id
+    WHERE firing.contact_id = %s AND firing.origin_key = %s AND firing.trigger_id <> %s
+    ORDER BY firing.id LIMIT 1
+), fired AS (
+    INSERT INTO triggers_triggerfiring (trigger_id, contact_id, fired_at, origin_key)
+    SELECT %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM other)
+    ON CONFLICT DO NOTHING
+)
+SELECT trigger_id, name FROM other
+"""
+
+
+def _fire_unless_answered(trigger: Trigger, contact: Contact, origin: flows.Origin) -> dict:
+    """For a comment and a trigger without a cool-down: ``_answered_before`` and the firing
+    ``_cooled_down`` records, as one statement (PostgreSQL). An empty dict: fired now (or
+    by this trigger before); else the other trigger that answered the comment."""
+    params = [contact.pk, origin.key, trigger.pk]
+    params += [trigger.pk, contact.pk, origin.occurred_at, origin.key]
+    with connection.cursor() as cursor:
+        cursor.execute(_FIRE_UNLESS_ANSWERED_SQL, params)
+        row = cursor.fetchone()
+    return {} if row is None else {"trigger": row[1], "trigger_id": row[0]}
+
+
 def _summary(decision_trigger: Trigger, decision: Decision | None, why: str) -> dict:
     summary = {
         "outcome": "matched",
@@ -161,7 +191,16 @@ def _answer(
     public_reply_to: str = "",
 ) -> dict:
     """Queue what the trigger sends for this event (public reply, first message, flow)."""
-    earlier = _answered_before(trigger, contact, origin)
+    fired = None
+    if (
+        origin.comment_id
+        and trigger_cooldown_seconds(trigger) <= 0
+        and rawsql.combinable(TriggerFiring.objects.all())
+    ):
+        fired = _fire_unless_answered(trigger, contact, origin)
+        earlier = fired or None
+    else:
+        earlier = _answered_before(trigger, contact, origin)
     if earlier is not None:
         # Processed again ("Process again", replay) after the triggers changed: the event
         # was answered already, and one thing a person wrote gets one answer.
@@ -170,7 +209,7 @@ def _answer(
             **earlier,
             "why": "answered before; processing it again sends nothing new",
         }
-    answered_at = _cooled_down(trigger, contact, origin)
+    answered_at = _cooled_down(trigger, contact, origin) if fired is None else None
     if answered_at is not None:
         seconds = trigger_cooldown_seconds(trigger)
         return {
@@ -181,40 +220,43 @@ def _answer(
             # When the person may be answered again (the event log says it in words).
             "until": (answered_at + timedelta(seconds=seconds)).isoformat(),
         }
-    deliveries = []
+    specs = []
     if public_reply_to:
         text = public_reply_pick(trigger)
         if text:
-            deliveries.append(
-                messaging_services.delivery_create(
-                    account=account,
-                    trigger=trigger,
-                    contact=contact,
-                    kind=DeliveryKind.PUBLIC_REPLY,
-                    dedupe_key=f"public_reply:{origin.comment_id}",
-                    payload={"text": text},
-                    comment_id=origin.comment_id,
-                    recipient=public_reply_to,
-                    interaction_at=origin.occurred_at,
-                    event_id=origin.event_id,
-                    event_received_at=origin.event_received_at,
-                )
+            specs.append(
+                {
+                    "account": account,
+                    "trigger": trigger,
+                    "contact": contact,
+                    "kind": DeliveryKind.PUBLIC_REPLY,
+                    "dedupe_key": f"public_reply:{origin.comment_id}",
+                    "payload": {"text": text},
+                    "comment_id": origin.comment_id,
+                    "recipient": public_reply_to,
+                    "interaction_at": origin.occurred_at,
+                    "event_id": origin.event_id,
+                    "event_received_at": origin.event_received_at,
+                }
             )
-    if trigger.messages:
-        if flows.needs_run(trigger):
-            run = flows.flow_start(account=account, trigger=trigger, contact=contact, origin=origin)
-            summary["flow_run"] = run.pk
-            if run.waiting_delivery_id:
-                deliveries.append(run.waiting_delivery_id)
-        else:
-            deliveries.append(_single_message(account, trigger, contact, origin))
-    summary["deliveries"] = [d if isinstance(d, int) else d.pk for d in deliveries]
+    run = None
+    if trigger.messages and not flows.needs_run(trigger):
+        specs.append(_single_message(account, trigger, contact, origin))
+    # A public and a private reply are written together (one statement on PostgreSQL).
+    deliveries = [d.pk for d in messaging_services.deliveries_create(specs)]
+    if trigger.messages and flows.needs_run(trigger):
+        run = flows.flow_start(account=account, trigger=trigger, contact=contact, origin=origin)
+        summary["flow_run"] = run.pk
+        if run.waiting_delivery_id:
+            deliveries.append(run.waiting_delivery_id)
+    summary["deliveries"] = deliveries
     return summary
 
 
 def _single_message(
     account: InstagramAccount, trigger: Trigger, contact: Contact, origin: flows.Origin
-):
+) -> dict:
+    """What a one-message trigger sends, as ``delivery_create``'s arguments."""
     spec = trigger.messages[0]
     common = {
         "account": account,
@@ -225,22 +267,22 @@ def _single_message(
         "event_received_at": origin.event_received_at,
     }
     if origin.comment_id:
-        return messaging_services.delivery_create(
+        return {
             **common,
-            kind=DeliveryKind.PRIVATE_REPLY,
-            dedupe_key=f"private_reply:{origin.comment_id}",
-            payload=flows.render_private_reply(spec, None),
-            comment_id=origin.comment_id,
-            live_media_id=origin.live_media_id,
-        )
+            "kind": DeliveryKind.PRIVATE_REPLY,
+            "dedupe_key": f"private_reply:{origin.comment_id}",
+            "payload": flows.render_private_reply(spec, None),
+            "comment_id": origin.comment_id,
+            "live_media_id": origin.live_media_id,
+        }
     # One answer per message a person sent, whichever trigger gives it: the key names the
     # message, not the trigger (before, it named both: a different winner sent again).
-    return messaging_services.delivery_create(
+    return {
         **common,
-        kind=DeliveryKind.MESSAGE,
-        dedupe_key=f"message:{origin.key}",
-        payload=flows.render(spec, None),
-    )
+        "kind": DeliveryKind.MESSAGE,
+        "dedupe_key": f"message:{origin.key}",
+        "payload": flows.render(spec, None),
+    }
 
 
 # -- comments -----------------------------------------------------------------------------------
@@ -319,6 +361,9 @@ def _bind_next_post(account: InstagramAccount, comment: CommentEvent) -> list[st
             trigger.extra["bound_from_scope"] = "next_post"
             trigger.save(update_fields=["media_ids", "extra", "updated_at"])
             bound.append(trigger.name)
+    if bound:
+        # The trigger versions read with the account are out of date now: ask again.
+        account.__dict__.pop("trigger_versions", None)
     return bound
 
 

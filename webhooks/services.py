@@ -10,7 +10,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -30,6 +30,7 @@ from meta.payloads import (
     parse_webhook,
 )
 from triggers import services as trigger_services
+from triggers.selectors import trigger_versions_subquery
 from webhooks.models import EventState, WebhookEvent, WebhookEventPart
 from webhooks.selectors import split_body
 
@@ -202,6 +203,17 @@ def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = Non
         logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
 
 
+def _accounts_for_processing(instagram_ids: list[str]) -> list[InstagramAccount]:
+    """The accounts an event names, with their workspace and (PostgreSQL) their triggers'
+    versions: matching then needs no statement of its own to know its index is current."""
+    accounts = InstagramAccount.objects.filter(
+        Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
+    ).select_related("workspace")
+    if rawsql.combinable(accounts):
+        accounts = accounts.annotate(trigger_versions=trigger_versions_subquery())
+    return list(accounts)
+
+
 @dataclass
 class _Processing:
     """What one event's processing reads once and shares between its updates."""
@@ -215,7 +227,7 @@ class _Processing:
         ids = sorted({str(item.account_id) for item in items if getattr(item, "account_id", "")})
         found: dict[str, InstagramAccount | None] = dict.fromkeys(ids)
         if ids:
-            for account in accounts_for_instagram_ids(ids, with_workspace=True):
+            for account in _accounts_for_processing(ids):
                 for instagram_id in (account.ig_alt_id, account.ig_user_id):  # own id wins
                     if instagram_id in found:
                         found[instagram_id] = account
@@ -377,6 +389,17 @@ def _store_parts(
     ``run``: the accounts processing read already."""
     if replace:
         event.parts.all().delete()
+    accounts, parts = _parts_of(event, run)
+    if accounts:
+        event.accounts.add(*accounts)
+        _note_webhook(event, accounts)
+    return len(WebhookEventPart.objects.bulk_create(parts))
+
+
+def _parts_of(
+    event: WebhookEvent, run: _Processing | None
+) -> tuple[list[InstagramAccount], list[WebhookEventPart]]:
+    """The accounts the event's body names and its (unsaved) per-account parts."""
     obj, groups, _ = split_body(event.raw_body, list(event.result or []))
     ids = [group.instagram_id for group in groups if group.instagram_id]
     if run is not None and all(i in run.accounts for i in ids):
@@ -384,10 +407,7 @@ def _store_parts(
     else:
         accounts = accounts_for_instagram_ids(ids) if ids else []
     by_id = {i: a for a in accounts for i in (a.ig_user_id, a.ig_alt_id) if i}
-    if accounts:
-        event.accounts.add(*accounts)
-        _note_webhook(event, accounts)
-    created = WebhookEventPart.objects.bulk_create(
+    parts = [
         WebhookEventPart(
             event=event,
             instagram_id=group.instagram_id,
@@ -398,8 +418,37 @@ def _store_parts(
             result=group.result,
         )
         for group in groups
-    )
-    return len(created)
+    ]
+    return accounts, parts
+
+
+_PROCESSED_FIELDS = ["state", "error", "result", "processed_at"]
+
+
+def _save_processed(event: WebhookEvent, *, replace: bool, run: _Processing) -> None:
+    """The event's outcome, its per-account parts and its account links, written by one
+    statement on PostgreSQL (the last writes of the event's transaction)."""
+    events = WebhookEvent.objects.filter(pk=event.pk)
+    if replace or not rawsql.combinable(events):
+        _store_parts(event, replace=replace, run=run)
+        event.save(update_fields=_PROCESSED_FIELDS)
+        return
+    accounts, parts = _parts_of(event, run)
+    writes = []
+    if accounts:
+        link = WebhookEvent.accounts.through
+        writes.append(
+            rawsql.insert_sql(
+                [link(webhookevent_id=event.pk, instagramaccount_id=a.pk) for a in accounts],
+                ignore_conflicts=True,
+            )
+        )
+        _note_webhook(event, accounts)
+    if parts:
+        writes.append(rawsql.insert_sql(parts))
+    values = {name: getattr(event, name) for name in _PROCESSED_FIELDS}
+    writes.append(rawsql.update_sql(events, values))
+    rawsql.run_together(events, writes)
 
 
 def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[int | None, int]:
@@ -517,12 +566,12 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
                     if failed
                     else ""
                 )
+            event.processed_at = timezone.now()
             if items is None:
                 _link_accounts(event)
+                event.save(update_fields=_PROCESSED_FIELDS)
             else:
-                _store_parts(event, replace=processed_before, run=run)
-            event.processed_at = timezone.now()
-            event.save(update_fields=["state", "error", "result", "processed_at"])
+                _save_processed(event, replace=processed_before, run=run)
             return event
     except Exception as exc:
         logger.exception("Processing webhook event %s failed", event_id)

@@ -463,10 +463,18 @@ class CpuMeter:
     shorter than ``interval`` used ends up as "unattributed").
     """
 
-    def __init__(self, groups: dict[str, int], db_name: str, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        groups: dict[str, int],
+        db_name: str,
+        interval: float = 0.25,
+        redis_pids: set[int] | None = None,
+    ) -> None:
         self.groups = groups  # name -> root pid (its whole tree is counted)
         self.db_name = db_name
         self.interval = interval
+        # With a private redis-server: only these count as "redis", any other as "other".
+        self.redis_pids = redis_pids
         self._thread: threading.Thread | None = None
 
     @staticmethod
@@ -527,7 +535,7 @@ class CpuMeter:
                 db = _postgres_database(title)
                 name = "postgres" if db in (None, self.db_name) else "other"
             elif comm.startswith("redis-server"):
-                name = "redis"
+                name = "redis" if self.redis_pids is None or pid in self.redis_pids else "other"
             elif pid in kernel_tree:
                 name = "kernel"
             elif pid in ours_tree:

@@ -422,6 +422,9 @@ HOLD_LIMIT_SECONDS = env.float("HOLD_LIMIT_SECONDS", default=6 * 3600.0)
 RATE_LIMIT_PAUSE_SECONDS = env.float("RATE_LIMIT_PAUSE_SECONDS", default=60.0)
 # Sends of one account handed to the send queue at a time; the rest wait in the database.
 PACER_MAX_IN_FLIGHT = env.int("PACER_MAX_IN_FLIGHT", default=8)
+# The worker that processed an event sends what it queued for now itself (no send task and
+# broker round trip per send); off: every send is its own task on the sends queue.
+SEND_AFTER_PROCESSING = env.bool("SEND_AFTER_PROCESSING", default=True)
 
 LOGGING = {
     "version": 1,

@@ -1,10 +1,12 @@
 """Writes for deliveries: create, pace, claim, check, send, record, retry, recover."""
 
+import contextlib
 import enum
 import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -311,8 +313,6 @@ def delivery_dispatch(
 ) -> bool:
     """Hand a queued delivery to the send queue (called by the pacer once budget allows,
     or `countdown` seconds before it will)."""
-    from messaging.tasks import send_delivery
-
     now = now or timezone.now()
     taken = Delivery.objects.filter(
         pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
@@ -320,7 +320,7 @@ def delivery_dispatch(
     if not taken:
         return False
     try:
-        send_delivery.apply_async((delivery_id,), countdown=countdown or None)
+        _publish_send(delivery_id, countdown)
     except Exception:
         logger.exception(
             "Could not queue delivery %s; it waits for the next pacer run", delivery_id
@@ -332,12 +332,52 @@ def delivery_dispatch(
     return True
 
 
+# Per thread: sends the pacer handed over while a task processes an event, sent by that
+# task itself once processing is done (None: not collecting; publish as usual).
+_inline = threading.local()
+
+
+@contextlib.contextmanager
+def sends_collected() -> Iterator[list[int]]:
+    """Within the block, deliveries the pacer dispatches for now are collected into the
+    yielded list instead of being published as send tasks: the caller (the task that
+    processed the event) sends them itself, which saves a broker round trip and a task
+    per send. A dispatched delivery never sent (a crash) is recovered by the sweeper."""
+    outer = getattr(_inline, "collected", None)
+    _inline.collected = collected = []
+    try:
+        yield collected
+    finally:
+        _inline.collected = outer
+
+
+def deliveries_send_collected(delivery_ids: list[int]) -> None:
+    """Send what ``sends_collected`` gathered: a comment's private reply before its public
+    reply (the person waits for the DM; the public reply is for everyone else)."""
+    kinds = dict(Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "kind"))
+    ordered = sorted(delivery_ids, key=lambda pk: kinds.get(pk) == DeliveryKind.PUBLIC_REPLY)
+    for delivery_id in ordered:
+        try:
+            delivery_send(delivery_id=delivery_id)
+        except Exception:
+            # Its claim (if any) runs out and recovery settles it; the others still go.
+            logger.exception("Sending delivery %s after processing failed", delivery_id)
+
+
+def _publish_send(delivery_id: int, countdown: float) -> None:
+    from messaging.tasks import send_delivery
+
+    collected = getattr(_inline, "collected", None)
+    if collected is not None and not countdown and settings.SEND_AFTER_PROCESSING:
+        collected.append(delivery_id)
+        return
+    send_delivery.apply_async((delivery_id,), countdown=countdown or None)
+
+
 def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> int:
     """Hand the pacer's choice of queued deliveries (id, countdown) to the send queue: one
     UPDATE marks them all dispatched (those still queued and not dispatched by another
     pacer run), then each is published. Returns how many went."""
-    from messaging.tasks import send_delivery
-
     if not chosen:
         return 0
     taken = Delivery.objects.filter(
@@ -359,7 +399,7 @@ def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> in
         if delivery_id not in ids:
             continue
         try:
-            send_delivery.apply_async((delivery_id,), countdown=countdown or None)
+            _publish_send(delivery_id, countdown)
             sent += 1
         except Exception:
             logger.exception(

@@ -7,7 +7,12 @@ from webhooks import services
 
 @shared_task(name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
 def process_event(event_id: int) -> None:
-    services.webhook_event_process(event_id=event_id)
+    from messaging.services import deliveries_send_collected, sends_collected
+
+    # What processing queues for sending now is sent right here (settings.SEND_AFTER_PROCESSING).
+    with sends_collected() as collected:
+        services.webhook_event_process(event_id=event_id)
+    deliveries_send_collected(collected)
 
 
 @shared_task(name="webhooks.requeue_pending_events")

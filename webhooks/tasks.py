@@ -5,10 +5,15 @@ from celery import shared_task
 from webhooks import services
 
 
-@shared_task(name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
-def process_event(event_id: int) -> None:
+@shared_task(bind=True, name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
+def process_event(self, event_id: int) -> None:
     from messaging.services import deliveries_send_collected, sends_collected
 
+    if (self.request.delivery_info or {}).get("routing_key") == services.BULK_QUEUE:
+        # A flooded account's backlog: its sends go through the sends queue, paced, so its
+        # event tasks stay short and never hold a worker slot while Meta answers.
+        services.webhook_event_process(event_id=event_id)
+        return
     # What processing queues for sending now is sent right here (settings.SEND_AFTER_PROCESSING).
     with sends_collected() as collected:
         services.webhook_event_process(event_id=event_id)

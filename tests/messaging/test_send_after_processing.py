@@ -85,3 +85,17 @@ def test_a_send_failing_after_processing_leaves_the_others_going(
     # Dispatched and never claimed: the sweeper's "lost dispatch" recovery takes it back.
     assert by_kind[DeliveryKind.PRIVATE_REPLY].status == DeliveryStatus.QUEUED
     assert by_kind[DeliveryKind.PRIVATE_REPLY].dispatched_at is not None
+
+
+def test_a_flooded_accounts_events_leave_their_sends_to_the_sends_queue(mocked_graph, published):
+    """Backlog tasks (events_bulk) stay short: they never wait on Meta in a worker slot."""
+    event = _comment_event(mocked_graph, "4404")
+    task = webhooks.tasks.process_event
+    task.push_request(delivery_info={"routing_key": "events_bulk"})
+    try:
+        task(event.pk)
+    finally:
+        task.pop_request()
+
+    assert len(published) == 2
+    assert len(mocked_graph.calls) == 0

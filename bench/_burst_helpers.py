@@ -355,9 +355,10 @@ class BacklogSampler:
         )
         (usage,) = cur.fetchone()
         pipe = rds.pipeline(transaction=False)
-        for queue in ("events", "events_bulk", "sends"):
+        for queue in ("events", "events_bulk", "sends", "sends_bulk"):
             pipe.llen(queue)
-        events, bulk, sends = pipe.execute()
+        events, bulk, sends, sends_bulk = pipe.execute()
+        sends += sends_bulk
         return {
             "t": time.time(),
             "queued": queued,

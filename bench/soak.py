@@ -36,7 +36,7 @@ from meta.samples import comment_body, message_body, signed
 DEMO_SECRET = "demo-app-secret"  # META_APP_SECRET's development default (DEBUG on)
 ANSWERED = ("guide please", "send the guide!", "link please", "GUIDE")
 UNANSWERED = ("love this post", "nice colours")
-QUEUES = ("sends", "events", "maintenance", "events_bulk")
+QUEUES = ("sends", "events", "maintenance", "sends_bulk", "events_bulk")
 CONFIG_VARIABLES = (
     "DATABASE_URL",
     "CELERY_BROKER_URL",

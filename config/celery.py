@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -24,6 +24,20 @@ def _recycle_database_connections(task=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect
+def _reserve_slots_for_quiet_work(sender=None, **kwargs) -> None:
+    # Before the pool starts: its processes inherit the node's backlog slots (config/backlog.py).
+    from django.conf import settings
+
+    from config import backlog
+
+    concurrency = getattr(sender, "concurrency", None)
+    backlog.configure(
+        concurrency=concurrency if isinstance(concurrency, int) else 1,
+        reserved=settings.BACKLOG_RESERVED_SLOTS,
+    )
 
 
 @worker_process_init.connect

@@ -327,7 +327,19 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 # the pacer hands each account at most PACER_MAX_IN_FLIGHT at a time, timed to its budget),
 # then quiet accounts' events, and a flooded account's backlog only when nothing else
 # waits (measured in bench/burst.py). The filesystem broker takes them in turn.
-CELERY_TASK_QUEUES = (Queue("sends"), Queue("events"), Queue("maintenance"), Queue("events_bulk"))
+CELERY_TASK_QUEUES = (
+    Queue("sends"),
+    Queue("events"),
+    Queue("maintenance"),
+    # Backlog work of flooded accounts, taken last and never in every worker slot at once
+    # (config/backlog.py): their sends while they have a backlog, then their events.
+    Queue("sends_bulk"),
+    Queue("events_bulk"),
+)
+# Worker slots per node that backlog work (the *_bulk queues) never takes, so a quiet
+# account's comment always finds one; a backlog task finding none waits this long in its queue.
+BACKLOG_RESERVED_SLOTS = env.int("BACKLOG_RESERVED_SLOTS", default=1)
+BACKLOG_RETRY_SECONDS = env.float("BACKLOG_RETRY_SECONDS", default=0.05)
 # More webhook events than this for one account within 10 s marks it as flooded.
 HOT_ACCOUNT_EVENTS_PER_WINDOW = env.int("HOT_ACCOUNT_EVENTS_PER_WINDOW", default=20)
 CELERY_TASK_ROUTES = {

@@ -232,7 +232,11 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
                 break
             # The next look excludes what was chosen already (not yet marked dispatched).
             due = due.exclude(pk__in=[delivery_id for delivery_id, _ in chosen])
-        dispatched = deliveries_dispatch(chosen, now=now)
+        # An account with more sends due and on their way than it may have in flight has a
+        # backlog: backlog work, which never takes every worker slot (config/backlog.py).
+        due_now = len(first_due) if first_due is not None else len(candidates)
+        backlog = in_flight + due_now >= settings.PACER_MAX_IN_FLIGHT
+        dispatched = deliveries_dispatch(chosen, now=now, backlog=backlog)
     if wait is not None:
         # With sends on their way, each one paces the account again when it finishes
         # (delivery_send); a countdown run as well would only repeat this pass, and at a

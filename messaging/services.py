@@ -3,6 +3,7 @@
 import contextlib
 import enum
 import logging
+import os
 import random
 import threading
 import time
@@ -309,7 +310,11 @@ def pacer_kick(*, account_id: int) -> None:
 
 
 def delivery_dispatch(
-    *, delivery_id: int, now: datetime | None = None, countdown: float = 0.0
+    *,
+    delivery_id: int,
+    now: datetime | None = None,
+    countdown: float = 0.0,
+    backlog: bool = False,
 ) -> bool:
     """Hand a queued delivery to the send queue (called by the pacer once budget allows,
     or `countdown` seconds before it will)."""
@@ -320,7 +325,7 @@ def delivery_dispatch(
     if not taken:
         return False
     try:
-        _publish_send(delivery_id, countdown)
+        _publish_send(delivery_id, countdown, backlog=backlog)
     except Exception:
         logger.exception(
             "Could not queue delivery %s; it waits for the next pacer run", delivery_id
@@ -364,20 +369,28 @@ def deliveries_send_collected(delivery_ids: list[int]) -> None:
             logger.exception("Sending delivery %s after processing failed", delivery_id)
 
 
-def _publish_send(delivery_id: int, countdown: float) -> None:
+SENDS_BULK_QUEUE = "sends_bulk"
+
+
+def _publish_send(delivery_id: int, countdown: float, *, backlog: bool = False) -> None:
     from messaging.tasks import send_delivery
 
     collected = getattr(_inline, "collected", None)
-    if collected is not None and not countdown and settings.SEND_AFTER_PROCESSING:
+    if collected is not None and not countdown and not backlog and settings.SEND_AFTER_PROCESSING:
         collected.append(delivery_id)
         return
-    send_delivery.apply_async((delivery_id,), countdown=countdown or None)
+    # An account's backlog of sends is backlog work (config/backlog.py): its own queue.
+    queue = {"queue": SENDS_BULK_QUEUE} if backlog else {}
+    send_delivery.apply_async((delivery_id,), countdown=countdown or None, **queue)
 
 
-def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> int:
+def deliveries_dispatch(
+    chosen: list[tuple[int, float]], *, now: datetime, backlog: bool = False
+) -> int:
     """Hand the pacer's choice of queued deliveries (id, countdown) to the send queue: one
     UPDATE marks them all dispatched (those still queued and not dispatched by another
-    pacer run), then each is published. Returns how many went."""
+    pacer run), then each is published. Returns how many went. ``backlog``: the account
+    has a backlog of sends (they go to the sends_bulk queue)."""
     if not chosen:
         return 0
     taken = Delivery.objects.filter(
@@ -387,7 +400,9 @@ def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> in
     )
     if len(chosen) == 1 or not rawsql.combinable(taken):
         return sum(
-            delivery_dispatch(delivery_id=delivery_id, now=now, countdown=countdown)
+            delivery_dispatch(
+                delivery_id=delivery_id, now=now, countdown=countdown, backlog=backlog
+            )
             for delivery_id, countdown in chosen
         )
     rows = rawsql.run_together(
@@ -399,7 +414,7 @@ def deliveries_dispatch(chosen: list[tuple[int, float]], *, now: datetime) -> in
         if delivery_id not in ids:
             continue
         try:
-            _publish_send(delivery_id, countdown)
+            _publish_send(delivery_id, countdown, backlog=backlog)
             sent += 1
         except Exception:
             logger.exception(
@@ -684,41 +699,68 @@ def _skip_or_hold(delivery: Delivery, failure: CheckFailure) -> Delivery:
     )
 
 
-class _LeaseKept:
-    """Renews the claim's lease while this worker works on the send, from a thread.
+class _LeaseRenewer:
+    """Renews the leases of the sends this process is working on, from one thread.
 
-    Only a send that takes longer than a third of the lease (a slow Meta) renews it at all,
-    so the usual send costs no extra query. If this process dies, renewals stop and the lease
-    runs out within SEND_LEASE_SECONDS: the sweeper then settles the send in seconds.
+    Only a send that takes longer than a third of the lease (a slow Meta) is renewed at all,
+    so the usual send costs no extra query, and no thread is started per send (that cost
+    about a millisecond each). If this process dies, renewals stop and each lease runs out
+    within SEND_LEASE_SECONDS: the sweeper then settles the send in seconds.
     """
 
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._renew, daemon=True, name="send-lease")
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.working: dict[int, tuple[Delivery, float]] = {}  # id -> (delivery, since)
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+        self.wake = threading.Event()  # the lease became shorter than the thread's wait
+        self.period = 0.0
 
-    def __enter__(self) -> None:
-        self.thread.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-    def _renew(self) -> None:
-        from django.db import connection
-
-        lease = settings.SEND_LEASE_SECONDS
+    @contextlib.contextmanager
+    def kept(self, delivery: Delivery) -> Iterator[None]:
+        with self.lock:
+            self.working[delivery.pk] = (delivery, time.monotonic())
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                # Started once per process (a forked pool process starts its own).
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, daemon=True, name="send-lease")
+                self.thread.start()
+        if self.period > settings.SEND_LEASE_SECONDS / 3:
+            self.wake.set()
         try:
-            while not self.stop.wait(lease / 3):
-                Delivery.objects.filter(
-                    pk=self.delivery.pk,
-                    status=DeliveryStatus.SENDING,
-                    sending_started_at=self.delivery.sending_started_at,
-                ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
-        except Exception:
-            logger.warning("Could not renew the lease of delivery %s", self.delivery.pk)
+            yield
         finally:
-            connection.close()  # this thread's own connection, if it opened one
+            with self.lock:
+                self.working.pop(delivery.pk, None)
+
+    def _run(self) -> None:
+        while True:
+            lease = settings.SEND_LEASE_SECONDS
+            self.period = lease / 3
+            self.wake.wait(self.period)
+            self.wake.clear()
+            now = time.monotonic()
+            with self.lock:
+                due = [d for d, since in self.working.values() if now - since >= lease / 3]
+            for delivery in due:
+                self._renew(delivery, lease)
+
+    @staticmethod
+    def _renew(delivery: Delivery, lease: float) -> None:
+        try:
+            Delivery.objects.filter(
+                pk=delivery.pk,
+                status=DeliveryStatus.SENDING,
+                sending_started_at=delivery.sending_started_at,
+            ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
+        except Exception:
+            logger.warning("Could not renew the lease of delivery %s", delivery.pk)
+            from django.db import connection as thread_connection
+
+            thread_connection.close()  # this thread's own connection: a fresh one next time
+
+
+_leases = _LeaseRenewer()
 
 
 def delivery_send(*, delivery_id: int) -> Delivery | None:
@@ -727,7 +769,7 @@ def delivery_send(*, delivery_id: int) -> Delivery | None:
     if delivery is None:
         return None
     try:
-        with _LeaseKept(delivery):
+        with _leases.kept(delivery):
             return _send_claimed(delivery)
     finally:
         # A slot of the account's in-flight cap is free again: pace the account right here

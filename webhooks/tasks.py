@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from config import backlog
+from messaging.tasks import backlog_retry
 from webhooks import services
 
 
@@ -9,10 +11,15 @@ from webhooks import services
 def process_event(self, event_id: int) -> None:
     from messaging.services import deliveries_send_collected, sends_collected
 
-    if (self.request.delivery_info or {}).get("routing_key") == services.BULK_QUEUE:
-        # A flooded account's backlog: its sends go through the sends queue, paced, so its
-        # event tasks stay short and never hold a worker slot while Meta answers.
-        services.webhook_event_process(event_id=event_id)
+    if backlog.is_backlog(self.request.delivery_info):
+        # A flooded account's backlog: its sends go through the sends queues, paced, so its
+        # event tasks stay short and never hold a worker slot while Meta answers; and at
+        # most all but the node's reserved slots run backlog at once.
+        with backlog.backlog_slot() as slot:
+            if slot:
+                services.webhook_event_process(event_id=event_id)
+            else:
+                backlog_retry(self, event_id)
         return
     # What processing queues for sending now is sent right here (settings.SEND_AFTER_PROCESSING).
     with sends_collected() as collected:

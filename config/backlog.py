@@ -1,0 +1,58 @@
+"""Worker slots kept free of backlog work, so a quiet account's comment always finds one.
+
+Backlog work is what a flooded account queues: its events (the ``events_bulk`` queue) and
+its sends while it has a backlog of them (``sends_bulk``). Workers take those queues last,
+but a slot already running a backlog task is not free until the task ends, and with every
+slot busy on backlog a quiet comment waits for one. So each worker node lets at most its
+concurrency minus ``BACKLOG_RESERVED_SLOTS`` backlog tasks run at once; a backlog task that
+finds no backlog slot goes back to its queue for a moment (``BACKLOG_RETRY_SECONDS``).
+
+The slots are lock files taken with ``flock``: a process that dies (SIGKILL, out of memory)
+releases its slot with it, so no count can leak.
+"""
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+BACKLOG_QUEUES = frozenset({"events_bulk", "sends_bulk"})
+_SLOTS = "INSTADM_BACKLOG_SLOTS"
+_DIRECTORY = "INSTADM_BACKLOG_DIR"
+
+
+def configure(*, concurrency: int, reserved: int) -> None:
+    """In a worker node's main process, before its pool starts: the node's backlog slots,
+    inherited by its pool processes."""
+    os.environ[_SLOTS] = str(max(1, concurrency - reserved))
+    os.environ[_DIRECTORY] = tempfile.mkdtemp(prefix="instadm-backlog-")
+
+
+def is_backlog(delivery_info: dict | None) -> bool:
+    return (delivery_info or {}).get("routing_key") in BACKLOG_QUEUES
+
+
+@contextmanager
+def backlog_slot() -> Iterator[bool]:
+    """True while holding one of the node's backlog slots; False when all are taken.
+    Outside a configured worker (tests, eager tasks) there is no limit."""
+    slots, directory = int(os.environ.get(_SLOTS) or 0), os.environ.get(_DIRECTORY)
+    if not slots or not directory or not os.path.isdir(directory):
+        yield True
+        return
+    for number in range(slots):
+        # Opened afresh each time: a lock belongs to an open file, so two holders in one
+        # process (a thread pool) exclude each other as two processes do.
+        handle = os.open(os.path.join(directory, f"slot-{number}"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        try:
+            yield True
+        finally:
+            os.close(handle)  # releases the lock
+        return
+    yield False

@@ -194,7 +194,7 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     in_flight = on_the_way.total()
     free = settings.PACER_MAX_IN_FLIGHT - in_flight
     dispatched, wait = 0, None
-    chosen: list[tuple[int, float]] = []  # (delivery, countdown): dispatched together below
+    chosen: list[tuple[int, float, str]] = []  # (delivery, countdown, kind): dispatched below
     if free > 0:
         due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
         blocked: set[str] = set()
@@ -225,13 +225,13 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
                 # Room within the second: the send goes now, timed to reach the budget as
                 # its place frees (a wake-up and a queue hop later would leave it unused).
                 countdown = lane_wait + SLOT_MARGIN_SECONDS if lane_wait > 0 else 0.0
-                chosen.append((delivery_id, countdown))
+                chosen.append((delivery_id, countdown, kind))
                 on_the_way[lane] += 1
                 free -= 1
             if free <= 0 or not newly_blocked or len(candidates) == 0:
                 break
             # The next look excludes what was chosen already (not yet marked dispatched).
-            due = due.exclude(pk__in=[delivery_id for delivery_id, _ in chosen])
+            due = due.exclude(pk__in=[delivery_id for delivery_id, _, _ in chosen])
         # An account with more sends due and on their way than it may have in flight has a
         # backlog: backlog work, which never takes every worker slot (config/backlog.py).
         due_now = len(first_due) if first_due is not None else len(candidates)

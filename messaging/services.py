@@ -315,6 +315,7 @@ def delivery_dispatch(
     now: datetime | None = None,
     countdown: float = 0.0,
     backlog: bool = False,
+    kind: str = "",
 ) -> bool:
     """Hand a queued delivery to the send queue (called by the pacer once budget allows,
     or `countdown` seconds before it will)."""
@@ -325,7 +326,7 @@ def delivery_dispatch(
     if not taken:
         return False
     try:
-        _publish_send(delivery_id, countdown, backlog=backlog)
+        _publish_send(delivery_id, countdown, backlog=backlog, kind=kind)
     except Exception:
         logger.exception(
             "Could not queue delivery %s; it waits for the next pacer run", delivery_id
@@ -356,12 +357,11 @@ def sends_collected() -> Iterator[list[int]]:
         _inline.collected = outer
 
 
-def deliveries_send_collected(delivery_ids: list[int]) -> None:
-    """Send what ``sends_collected`` gathered: a comment's private reply before its public
-    reply (the person waits for the DM; the public reply is for everyone else)."""
-    kinds = dict(Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "kind"))
-    ordered = sorted(delivery_ids, key=lambda pk: kinds.get(pk) == DeliveryKind.PUBLIC_REPLY)
-    for delivery_id in ordered:
+def deliveries_send_collected(collected: list[tuple[int, str]]) -> None:
+    """Send what ``sends_collected`` gathered (id, kind): a comment's private reply before
+    its public reply (the person waits for the DM; the public reply is for everyone else)."""
+    ordered = sorted(collected, key=lambda item: item[1] == DeliveryKind.PUBLIC_REPLY)
+    for delivery_id, _ in ordered:
         try:
             delivery_send(delivery_id=delivery_id)
         except Exception:
@@ -372,12 +372,14 @@ def deliveries_send_collected(delivery_ids: list[int]) -> None:
 SENDS_BULK_QUEUE = "sends_bulk"
 
 
-def _publish_send(delivery_id: int, countdown: float, *, backlog: bool = False) -> None:
+def _publish_send(
+    delivery_id: int, countdown: float, *, backlog: bool = False, kind: str = ""
+) -> None:
     from messaging.tasks import send_delivery
 
     collected = getattr(_inline, "collected", None)
     if collected is not None and not countdown and not backlog and settings.SEND_AFTER_PROCESSING:
-        collected.append(delivery_id)
+        collected.append((delivery_id, kind))
         return
     # An account's backlog of sends is backlog work (config/backlog.py): its own queue.
     queue = {"queue": SENDS_BULK_QUEUE} if backlog else {}
@@ -385,36 +387,36 @@ def _publish_send(delivery_id: int, countdown: float, *, backlog: bool = False) 
 
 
 def deliveries_dispatch(
-    chosen: list[tuple[int, float]], *, now: datetime, backlog: bool = False
+    chosen: list[tuple[int, float, str]], *, now: datetime, backlog: bool = False
 ) -> int:
-    """Hand the pacer's choice of queued deliveries (id, countdown) to the send queue: one
+    """Hand the pacer's choice of queued deliveries (id, countdown, kind) to the send queue: one
     UPDATE marks them all dispatched (those still queued and not dispatched by another
     pacer run), then each is published. Returns how many went. ``backlog``: the account
     has a backlog of sends (they go to the sends_bulk queue)."""
     if not chosen:
         return 0
     taken = Delivery.objects.filter(
-        pk__in=[delivery_id for delivery_id, _ in chosen],
+        pk__in=[delivery_id for delivery_id, _, _ in chosen],
         status=DeliveryStatus.QUEUED,
         dispatched_at__isnull=True,
     )
     if len(chosen) == 1 or not rawsql.combinable(taken):
         return sum(
             delivery_dispatch(
-                delivery_id=delivery_id, now=now, countdown=countdown, backlog=backlog
+                delivery_id=delivery_id, now=now, countdown=countdown, backlog=backlog, kind=kind
             )
-            for delivery_id, countdown in chosen
+            for delivery_id, countdown, kind in chosen
         )
     rows = rawsql.run_together(
         taken, [rawsql.update_sql(taken, {"dispatched_at": now})], returning="id", many=True
     )
     ids = {row[0] for row in rows}
     sent = 0
-    for delivery_id, countdown in chosen:
+    for delivery_id, countdown, kind in chosen:
         if delivery_id not in ids:
             continue
         try:
-            _publish_send(delivery_id, countdown, backlog=backlog)
+            _publish_send(delivery_id, countdown, backlog=backlog, kind=kind)
             sent += 1
         except Exception:
             logger.exception(

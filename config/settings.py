@@ -116,6 +116,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Behind a pooler in transaction mode (PgBouncer), a client's statements may run on
+    # different server connections: no server-side cursors, no prepared statements.
+    DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
+    # Server-side parameters: psycopg prepares a statement run a few times on a connection,
+    # so PostgreSQL stops parsing and planning the hot paths' statements for every comment.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
+        "DATABASE_SERVER_SIDE_BINDING", default=not DATABASE_TRANSACTION_POOLING
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

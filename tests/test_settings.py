@@ -201,3 +201,29 @@ def test_console_pages_carry_a_content_security_policy():
     assert "frame-ancestors 'none'" in policy
     assert "form-action 'self'" in policy
     assert response["X-Frame-Options"] == "DENY"
+
+
+DATABASE_OPTIONS = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "db = settings.DATABASES['default']; print(json.dumps({'binding': "
+    "db['OPTIONS'].get('server_side_binding'), 'no_cursors': db['DISABLE_SERVER_SIDE_CURSORS']}))"
+)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, {"binding": True, "no_cursors": False}),
+        ({"DATABASE_TRANSACTION_POOLING": "1"}, {"binding": False, "no_cursors": True}),
+        ({"DATABASE_SERVER_SIDE_BINDING": "0"}, {"binding": False, "no_cursors": False}),
+    ],
+)
+def test_postgresql_prepares_statements_unless_a_transaction_pooler_sits_between(
+    tmp_path, variables, expected
+):
+    env = clean_env(
+        tmp_path, **SECRETS, DATABASE_URL="postgres://postgres@127.0.0.1:5432/x", **variables
+    )
+    completed = run(env, "-c", DATABASE_OPTIONS)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == expected

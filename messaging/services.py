@@ -378,7 +378,7 @@ def _publish_send(
     from messaging.tasks import send_delivery
 
     collected = getattr(_inline, "collected", None)
-    if collected is not None and not countdown and not backlog and settings.SEND_AFTER_PROCESSING:
+    if collected is not None and not countdown and settings.SEND_AFTER_PROCESSING:
         collected.append((delivery_id, kind))
         return
     # An account's backlog of sends is backlog work (config/backlog.py): its own queue.

@@ -9,18 +9,20 @@ from webhooks import services
 
 @shared_task(bind=True, name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
 def process_event(self, event_id: int) -> None:
+    if not backlog.is_backlog(self.request.delivery_info):
+        _process_and_send(event_id)
+        return
+    # A flooded account's backlog: at most all but the node's reserved slots run it at once.
+    with backlog.backlog_slot() as slot:
+        if slot:
+            _process_and_send(event_id)
+        else:
+            backlog_retry(self, event_id)
+
+
+def _process_and_send(event_id: int) -> None:
     from messaging.services import deliveries_send_collected, sends_collected
 
-    if backlog.is_backlog(self.request.delivery_info):
-        # A flooded account's backlog: its sends go through the sends queues, paced, so its
-        # event tasks stay short and never hold a worker slot while Meta answers; and at
-        # most all but the node's reserved slots run backlog at once.
-        with backlog.backlog_slot() as slot:
-            if slot:
-                services.webhook_event_process(event_id=event_id)
-            else:
-                backlog_retry(self, event_id)
-        return
     # What processing queues for sending now is sent right here (settings.SEND_AFTER_PROCESSING).
     with sends_collected() as collected:
         services.webhook_event_process(event_id=event_id)

@@ -5,7 +5,8 @@ its sends while it has a backlog of them (``sends_bulk``). Workers take those qu
 but a slot already running a backlog task is not free until the task ends, and with every
 slot busy on backlog a quiet comment waits for one. So each worker node lets at most its
 concurrency minus ``BACKLOG_RESERVED_SLOTS`` backlog tasks run at once; a backlog task that
-finds no backlog slot goes back to its queue for a moment (``BACKLOG_RETRY_SECONDS``).
+finds no backlog slot within ``BACKLOG_WAIT_SECONDS`` goes back to its queue for
+``BACKLOG_RETRY_SECONDS``.
 
 The slots are lock files taken with ``flock``: a process that dies (SIGKILL, out of memory)
 releases its slot with it, so no count can leak.
@@ -14,6 +15,7 @@ releases its slot with it, so no count can leak.
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,14 +35,7 @@ def is_backlog(delivery_info: dict | None) -> bool:
     return (delivery_info or {}).get("routing_key") in BACKLOG_QUEUES
 
 
-@contextmanager
-def backlog_slot() -> Iterator[bool]:
-    """True while holding one of the node's backlog slots; False when all are taken.
-    Outside a configured worker (tests, eager tasks) there is no limit."""
-    slots, directory = int(os.environ.get(_SLOTS) or 0), os.environ.get(_DIRECTORY)
-    if not slots or not directory or not os.path.isdir(directory):
-        yield True
-        return
+def _take(directory: str, slots: int) -> int | None:
     for number in range(slots):
         # Opened afresh each time: a lock belongs to an open file, so two holders in one
         # process (a thread pool) exclude each other as two processes do.
@@ -50,9 +45,29 @@ def backlog_slot() -> Iterator[bool]:
         except BlockingIOError:
             os.close(handle)
             continue
-        try:
-            yield True
-        finally:
-            os.close(handle)  # releases the lock
+        return handle
+    return None
+
+
+@contextmanager
+def backlog_slot(wait: float = 0.0) -> Iterator[bool]:
+    """True while holding one of the node's backlog slots; False when all stayed taken for
+    ``wait`` seconds (backlog tasks end every few tens of milliseconds, so a short wait
+    usually finds one: sending the task back at once would make the free slot spin through
+    the backlog). Outside a configured worker (tests, eager tasks) there is no limit."""
+    slots, directory = int(os.environ.get(_SLOTS) or 0), os.environ.get(_DIRECTORY)
+    if not slots or not directory or not os.path.isdir(directory):
+        yield True
         return
-    yield False
+    deadline = time.monotonic() + wait
+    handle = _take(directory, slots)
+    while handle is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        handle = _take(directory, slots)
+    if handle is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(handle)  # releases the lock

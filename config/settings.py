@@ -346,9 +346,11 @@ CELERY_TASK_QUEUES = (
     Queue("events_bulk"),
 )
 # Worker slots per node that backlog work (the *_bulk queues) never takes, so a quiet
-# account's comment always finds one; a backlog task finding none waits this long in its queue.
+# account's comment always finds one; a backlog task finding no backlog slot within the wait
+# goes back to its queue for the retry time.
 BACKLOG_RESERVED_SLOTS = env.int("BACKLOG_RESERVED_SLOTS", default=1)
-BACKLOG_RETRY_SECONDS = env.float("BACKLOG_RETRY_SECONDS", default=0.05)
+BACKLOG_WAIT_SECONDS = env.float("BACKLOG_WAIT_SECONDS", default=0.05)
+BACKLOG_RETRY_SECONDS = env.float("BACKLOG_RETRY_SECONDS", default=0.5)
 # More webhook events than this for one account within 10 s marks it as flooded.
 HOT_ACCOUNT_EVENTS_PER_WINDOW = env.int("HOT_ACCOUNT_EVENTS_PER_WINDOW", default=20)
 CELERY_TASK_ROUTES = {

@@ -20,7 +20,7 @@ def backlog_retry(task, *args) -> None:
 @shared_task(bind=True, name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
 def send_delivery(self, delivery_id: int) -> None:
     if backlog.is_backlog(self.request.delivery_info):
-        with backlog.backlog_slot() as slot:
+        with backlog.backlog_slot(wait=settings.BACKLOG_WAIT_SECONDS) as slot:
             if slot:
                 services.delivery_send(delivery_id=delivery_id)
             else:

@@ -74,7 +74,8 @@ def test_only_the_bulk_queues_are_backlog():
 def test_a_backlog_task_finding_no_slot_goes_back_to_its_queue(
     node, monkeypatch, settings, task, queue, service
 ):
-    settings.BACKLOG_RETRY_SECONDS = 0.05
+    settings.BACKLOG_RETRY_SECONDS = 0.5
+    settings.BACKLOG_WAIT_SECONDS = 0.01
     ran, requeued = [], []
     module, name = service.rsplit(".", 1)
     monkeypatch.setattr(__import__(module, fromlist=[name]), name, lambda **k: ran.append(k))
@@ -84,7 +85,7 @@ def test_a_backlog_task_finding_no_slot_goes_back_to_its_queue(
         with backlog.backlog_slot(), backlog.backlog_slot():  # both backlog slots busy
             task(7)
         assert ran == []
-        assert requeued == [(((7,),), {"queue": queue, "countdown": 0.05})]
+        assert requeued == [(((7,),), {"queue": queue, "countdown": 0.5})]
         task(8)  # a slot is free again
         assert len(ran) == 1
     finally:
@@ -104,3 +105,29 @@ def test_quiet_work_is_never_held_back(node, monkeypatch):
     finally:
         task.pop_request()
     assert ran == [9]
+
+
+def test_a_backlog_task_waits_a_moment_for_a_slot_to_free(node):
+    import threading
+
+    release, holding = threading.Event(), threading.Barrier(3)
+
+    def hold():
+        with backlog.backlog_slot():
+            holding.wait(5)
+            release.wait(5)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for thread in holders:
+        thread.start()
+    holding.wait(5)  # both backlog slots are taken
+    try:
+        with backlog.backlog_slot(wait=0.01) as none_free:
+            assert not none_free
+        threading.Timer(0.05, release.set).start()
+        with backlog.backlog_slot(wait=5) as freed:
+            assert freed
+    finally:
+        release.set()
+        for thread in holders:
+            thread.join()

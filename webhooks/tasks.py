@@ -1,6 +1,7 @@
 """Thin Celery tasks for intake processing."""
 
 from celery import shared_task
+from django.conf import settings
 
 from config import backlog
 from messaging.tasks import backlog_retry
@@ -13,7 +14,7 @@ def process_event(self, event_id: int) -> None:
         _process_and_send(event_id)
         return
     # A flooded account's backlog: at most all but the node's reserved slots run it at once.
-    with backlog.backlog_slot() as slot:
+    with backlog.backlog_slot(wait=settings.BACKLOG_WAIT_SECONDS) as slot:
         if slot:
             _process_and_send(event_id)
         else:

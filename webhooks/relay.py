@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -41,6 +42,8 @@ RELAY_BATCH = 200
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 RECONNECT_MAX_SECONDS = 10.0
+# How often a waiting relay looks whether it was asked to stop.
+STOP_CHECK_SECONDS = 0.25
 # Django-only OPTIONS of a PostgreSQL database that libpq does not know.
 _DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "pool", "assume_role"}
 
@@ -126,6 +129,8 @@ class Relay:
         )
         self.name = name
         self.active = threading.Event()  # set while this relay holds the lock
+        self.standing_by = threading.Event()  # set once it found another relay active
+        self.backend_pid: int | None = None  # its PostgreSQL session, while connected
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -140,6 +145,7 @@ class Relay:
         while not self.stopping:
             try:
                 with relay_connect() as conn:
+                    self.backend_pid = conn.info.backend_pid
                     failures = 0
                     self._contend(conn)
                     self._relay(conn)
@@ -152,6 +158,7 @@ class Relay:
                 )
             finally:
                 self.active.clear()
+                self.backend_pid = None
             if not self.stopping:
                 backoff = RETRY_FIRST_SECONDS * 2 ** max(failures - 1, 0)
                 self._stop.wait(min(backoff, RECONNECT_MAX_SECONDS))
@@ -165,6 +172,7 @@ class Relay:
                 self.active.set()
                 logger.info("Outbox relay %s is the active relay", self.name)
                 return
+            self.standing_by.set()
             if not waiting_logged:
                 logger.info("Outbox relay %s: another relay is active; standing by", self.name)
                 waiting_logged = True
@@ -180,17 +188,31 @@ class Relay:
             if outcome.refused:
                 retry_in = min(max(retry_in * 2, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
                 # Drain what arrives meanwhile without publishing: the broker needs a rest.
-                for _ in conn.notifies(timeout=retry_in):
-                    if self.stopping:
-                        return
+                self._wait(conn, retry_in, until_notified=False)
                 continue
             if retry_in:
                 logger.info("Outbox relay %s: the broker takes events again", self.name)
                 retry_in = 0.0
             # Notifications that came during the round are in psycopg's backlog and end the
             # wait at once; the timeout is the fallback for a missed one.
-            for _ in conn.notifies(timeout=self.poll_seconds, stop_after=1):
-                pass
+            self._wait(conn, self.poll_seconds, until_notified=True)
+
+    def _wait(self, conn: psycopg.Connection, seconds: float, *, until_notified: bool) -> None:
+        """Wait on the socket for a notification, in short slices so a stop is seen soon."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            notified = False
+            # stop_after: publish as soon as one arrives (more in the same packet come too).
+            stop_after = 1 if until_notified else None
+            for _ in conn.notifies(
+                timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=stop_after
+            ):
+                notified = True
+            if notified and until_notified:
+                return
 
 
 # This process's relay and its thread (a list, not a global to rebind).

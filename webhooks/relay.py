@@ -26,6 +26,7 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 
+from config.celery import app as celery_app
 from webhooks.models import EventState, WebhookEvent
 from webhooks.services import RELAY_CHANNEL, webhook_event_publish
 
@@ -97,21 +98,32 @@ def relay_publish_pending(conn: psycopg.Connection, *, batch: int = RELAY_BATCH)
     published = 0
     while True:
         rows = sorted(conn.execute(CLAIM_SQL, [EventState.PENDING.value, batch]).fetchall())
-        for index, (event_id, account_ids) in enumerate(rows):
-            try:
-                webhook_event_publish(event_id=event_id, account_ids=account_ids or [])
-            except Exception:
-                unsent = [row[0] for row in rows[index:]]
-                logger.warning(
-                    "Outbox relay: the broker refused webhook event %s; %d event(s) wait for "
-                    "the next try",
-                    event_id,
-                    len(unsent),
-                    exc_info=True,
-                )
-                conn.execute(UNCLAIM_SQL, [unsent, EventState.PENDING.value])
-                return RelayRound(published, len(unsent))
-            published += 1
+        if not rows:
+            return RelayRound(published, 0)
+        done = 0
+        try:
+            # One producer (one broker connection from the pool) for the whole batch.
+            with celery_app.producer_or_acquire() as producer:
+                for event_id, account_ids in rows:
+                    webhook_event_publish(
+                        event_id=event_id, account_ids=account_ids or [], producer=producer
+                    )
+                    done += 1
+        except Exception:
+            published += done
+            unsent = [row[0] for row in rows[done:]]
+            if not unsent:  # all went out; only giving the connection back failed
+                return RelayRound(published, 0)
+            logger.warning(
+                "Outbox relay: the broker refused webhook event %s; %d event(s) wait for "
+                "the next try",
+                unsent[0],
+                len(unsent),
+                exc_info=True,
+            )
+            conn.execute(UNCLAIM_SQL, [unsent, EventState.PENDING.value])
+            return RelayRound(published, len(unsent))
+        published += done
         if len(rows) < batch:
             return RelayRound(published, 0)
 

@@ -203,13 +203,16 @@ def intake_queue_for(account_ids: list[str]) -> str:
     return MAIN_QUEUE
 
 
-def webhook_event_publish(*, event_id: int, account_ids: list[str] | None = None) -> None:
+def webhook_event_publish(
+    *, event_id: int, account_ids: list[str] | None = None, producer=None
+) -> None:
     """Queue processing, on the queue its accounts' traffic chose; raises when the broker
-    cannot take it (the outbox relay retries)."""
+    cannot take it (the outbox relay retries). `producer`: a kombu producer to reuse (the
+    relay publishes a batch through one)."""
     from webhooks.tasks import process_event
 
     queue = intake_queue_for(account_ids or [])
-    process_event.apply_async((event_id,), queue=queue)
+    process_event.apply_async((event_id,), queue=queue, producer=producer)
 
 
 def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = None) -> None:

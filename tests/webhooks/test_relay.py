@@ -35,7 +35,7 @@ def published(monkeypatch):
     record: list[tuple[int, list[str], str]] = []
     arrived = threading.Event()
 
-    def publish(*, event_id: int, account_ids: list[str] | None = None) -> None:
+    def publish(*, event_id: int, account_ids: list[str] | None = None, **_) -> None:
         record.append((event_id, account_ids, threading.current_thread().name))
         arrived.set()
 

@@ -83,7 +83,14 @@ def relay_connect() -> psycopg.Connection:
         if key not in _DJANGO_ONLY_OPTIONS:
             params[key] = value
     params = {key: value for key, value in params.items() if value is not None}
-    return psycopg.connect(autocommit=True, **params)
+    conn = psycopg.connect(autocommit=True, **params)
+    # And the server side: a relay whose machine vanished (no FIN, no RST) must not keep the
+    # lock for the server's default two hours of TCP silence; its backend ends in ~30 s.
+    conn.execute(
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
+        "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000"
+    )
+    return conn
 
 
 @dataclass(frozen=True)

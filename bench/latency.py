@@ -729,6 +729,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds, over the whole run, to wait for an idle machine before measuring",
     )
     parser.add_argument(
+        "--dispatch",
+        choices=("relay", "request"),
+        default="relay",
+        help="WEBHOOK_DISPATCH: the outbox relay (a thread of the worker) publishes, or the "
+        "webhook request itself (as before issue 14)",
+    )
+    parser.add_argument(
         "--what-if",
         default="",
         help="measure a proposed product change: a scenario in bench/whatif_settings.py",
@@ -801,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             "META_GRAPH_URL": graph,
             "META_INSTAGRAM_GRAPH_URL": graph,
             "PRIVATE_REPLY_LIMIT_PER_HOUR": str(args.private_reply_limit),
+            "WEBHOOK_DISPATCH": args.dispatch,
         },
     )
     if args.comment_reply_limit:

@@ -3,7 +3,15 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+from celery.signals import (
+    beat_init,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -58,3 +66,26 @@ def _warm_up_intent_model(**kwargs) -> None:
             intent.warm_up()
     except Exception:  # a warm-up is an optimisation; the first match loads it otherwise
         logging.getLogger(__name__).warning("Intent model warm-up skipped", exc_info=True)
+
+
+@worker_ready.connect
+def _start_outbox_relay_in_worker(sender=None, **kwargs) -> None:
+    # In the worker's main process, once per worker node (pool children are not relays).
+    from webhooks.relay import relay_start_thread
+
+    relay_start_thread(name=f"worker {getattr(sender, 'hostname', '')}".strip())
+
+
+@beat_init.connect
+def _start_outbox_relay_in_beat(sender=None, **kwargs) -> None:
+    # Beat too, so events are published while no worker runs (they wait in Redis meanwhile).
+    from webhooks.relay import relay_start_thread
+
+    relay_start_thread(name="beat")
+
+
+@worker_shutdown.connect
+def _stop_outbox_relay(**kwargs) -> None:
+    from webhooks.relay import relay_stop_thread
+
+    relay_stop_thread()

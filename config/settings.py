@@ -128,6 +128,26 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# How a stored webhook event reaches the broker. `relay`: the request only INSERTs (and
+# NOTIFYs); one outbox relay, a thread in each worker and beat holding a PostgreSQL advisory
+# lock, publishes it (webhooks/relay.py), so the webhook answers without a broker round trip.
+# `request`: the request publishes right after the INSERT (the only way without PostgreSQL:
+# the zero-configuration demo on SQLite).
+_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+WEBHOOK_DISPATCH = env.str("WEBHOOK_DISPATCH", default="relay" if _POSTGRES else "request")
+if WEBHOOK_DISPATCH not in ("relay", "request"):
+    raise ImproperlyConfigured(
+        f"WEBHOOK_DISPATCH={WEBHOOK_DISPATCH!r}: set it to `relay` or `request`."
+    )
+if WEBHOOK_DISPATCH == "relay" and not _POSTGRES:
+    raise ImproperlyConfigured(
+        "WEBHOOK_DISPATCH=relay needs PostgreSQL (LISTEN/NOTIFY and advisory locks): set "
+        "DATABASE_URL to a PostgreSQL database, or WEBHOOK_DISPATCH=request."
+    )
+# The relay looks for stored events without a notification this often (a missed NOTIFY, a
+# relay that just took over).
+WEBHOOK_RELAY_POLL_SECONDS = env.float("WEBHOOK_RELAY_POLL_SECONDS", default=1.0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,6 +1,7 @@
 import pytest
 import responses as responses_lib
 from django.conf import settings
+from django.test import override_settings
 
 from config.celery import app as celery_app
 from meta.samples import signed
@@ -13,13 +14,20 @@ INSTAGRAM_GRAPH = "https://graph-ig.test/v24.0"
 
 @pytest.fixture(autouse=True)
 def _celery_eager(request):
-    """Unit tests run tasks inline; end-to-end tests use a real worker and broker."""
-    if request.node.get_closest_marker("e2e"):
+    """Unit tests run tasks inline; end-to-end tests use a real worker and broker.
+
+    Events stored in this process are published by it (WEBHOOK_DISPATCH=request): inline tasks
+    need that, and so does the end-to-end tests' worker on this database, which runs no outbox
+    relay (tests/e2e/processes.py). Tests of the relay turn it back on; tests.e2e.stack runs
+    the whole product, relay included, in processes of its own.
+    """
+    with override_settings(WEBHOOK_DISPATCH="request"):
+        if request.node.get_closest_marker("e2e"):
+            yield
+            return
+        celery_app.conf.task_always_eager = True
         yield
-        return
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
+        celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture(autouse=True)

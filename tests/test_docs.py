@@ -1,6 +1,7 @@
 """docs/configuration.md states the defaults the settings really use (issue 12: it said
 STALE_SENDING_SECONDS defaults to 180 while settings used 60)."""
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ NUMERIC = [
     "HOT_ACCOUNT_EVENTS_PER_WINDOW",
     "SEND_LIMIT_PER_SECOND",
     "PRIVATE_REPLY_LIMIT_PER_HOUR",
+    "WEBHOOK_RELAY_POLL_SECONDS",
 ]
 
 
@@ -45,3 +47,21 @@ def test_recovery_interval_is_documented():
     assert documented_default("SEND_RECOVERY_INTERVAL_SECONDS") == float(
         settings.CELERY_BEAT_SCHEDULE["recover-sends"]["schedule"]
     )
+
+
+def test_webhook_dispatch_default_is_documented():
+    """`relay` on PostgreSQL, `request` otherwise: what settings pick for this database."""
+    if "WEBHOOK_DISPATCH" in os.environ:
+        pytest.skip("WEBHOOK_DISPATCH is set in this environment")
+    line = next(
+        line
+        for line in CONFIGURATION.read_text().splitlines()
+        if line.startswith("| `WEBHOOK_DISPATCH`")
+    )
+    default = line.rstrip(" |").rsplit("|", 1)[1]
+    # The settings module's own value (tests run with `request`: tests/conftest.py).
+    chosen = importlib.import_module("config.settings").WEBHOOK_DISPATCH
+    expected = "`relay` on PostgreSQL" if chosen == "relay" else "`request`"
+    assert expected in default
+    postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    assert ("relay" if postgres else "request") == chosen

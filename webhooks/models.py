@@ -36,11 +36,22 @@ class WebhookEvent(models.Model):
     # usually waiting in a long queue (a viral burst), not lost.
     requeued_count = models.PositiveIntegerField(default=0)
     last_requeued_at = models.DateTimeField(null=True, blank=True)
+    # When the event was handed to the broker (by the outbox relay, the webhook request or
+    # the sweeper): the relay publishes pending events that have none (webhooks.relay).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["state", "received_at"], name="event_state_received")]
+        indexes = [
+            models.Index(fields=["state", "received_at"], name="event_state_received"),
+            # What the relay looks for: tiny (an event leaves it within milliseconds).
+            models.Index(
+                fields=["id"],
+                condition=models.Q(state=EventState.PENDING, dispatched_at__isnull=True),
+                name="event_undispatched",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Webhook event {self.pk} ({self.state})"

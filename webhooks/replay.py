@@ -119,8 +119,12 @@ def _reprocess_in_batches(event_ids) -> int:
         batch = list(page.order_by("pk")[:REPLAY_BATCH])
         if not batch:
             return count
+        # Queued here after commit, so marked handed over: the relay leaves them alone.
         WebhookEvent.objects.filter(pk__in=batch).update(
-            state=EventState.PENDING, error="", processing_attempts=0
+            state=EventState.PENDING,
+            error="",
+            processing_attempts=0,
+            dispatched_at=timezone.now(),
         )
         for event_id in batch:
             transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))

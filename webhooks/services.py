@@ -10,7 +10,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -42,6 +43,8 @@ MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
 # The outcome of an update whose processing raised (its savepoint rolled back).
 FAILED_OUTCOME = "failed"
 HOT_ACCOUNT_WINDOW_SECONDS = 10
+# The PostgreSQL channel a stored event is announced on, for the outbox relay (webhooks.relay).
+RELAY_CHANNEL = "webhook_events"
 
 
 class InvalidWebhookBody(ValueError):
@@ -107,35 +110,44 @@ def _decode_object(raw_body: bytes) -> tuple[dict, str]:
 
 
 def webhook_event_receive(*, raw_body: bytes) -> Intake:
-    """Store a signed webhook body durably and schedule its processing after commit.
+    """Store a signed webhook body durably; its processing is queued by the outbox relay
+    (WEBHOOK_DISPATCH=relay: the INSERT also NOTIFYs it) or here, after commit (`request`).
 
     Raises InvalidWebhookBody (after logging the attempt) when the body is not a JSON object.
     """
     body, text = _decode_object(raw_body)
     dedupe_key = hashlib.sha256(raw_body).hexdigest()
+    relay = settings.WEBHOOK_DISPATCH == "relay"
     event = WebhookEvent(
         # Valid JSON text holds NUL and surrogates only as escapes ("\\u0000"): storable.
         raw_body=text,
         dedupe_key=dedupe_key,
         account_ids=sorted(iter_entry_account_ids(body))[:50],
+        # Published by this request right after commit, or left for the relay.
+        dispatched_at=None if relay else timezone.now(),
     )
-    if not _insert_unless_held(event):
+    if not _insert_unless_held(event, notify=relay):
         # Meta redelivered bytes we already hold: count it, send nothing again.
         WebhookEvent.objects.filter(dedupe_key=dedupe_key).update(
             redeliveries=F("redeliveries") + 1
         )
         return Intake(WebhookEvent.objects.get(dedupe_key=dedupe_key), duplicate=True)
-    # Outside a transaction (the webhook view) this runs at once: the row is committed.
-    transaction.on_commit(
-        partial(webhook_event_schedule, event_id=event.pk, account_ids=event.account_ids)
-    )
+    if not relay:
+        # Outside a transaction (the webhook view) this runs at once: the row is committed.
+        transaction.on_commit(
+            partial(webhook_event_schedule, event_id=event.pk, account_ids=event.account_ids)
+        )
     return Intake(event, duplicate=False)
 
 
-def _insert_unless_held(event: WebhookEvent) -> bool:
+def _insert_unless_held(event: WebhookEvent, *, notify: bool = False) -> bool:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id: one statement, committed
     on its own, instead of BEGIN, INSERT, COMMIT and a caught IntegrityError on the hot path
-    of every webhook. True when the row is new (and `event` now has its id)."""
+    of every webhook. True when the row is new (and `event` now has its id).
+
+    `notify` (PostgreSQL): the same statement also NOTIFYs the relay's channel with the new
+    id, delivered when it commits: no second round trip, and no notification for a duplicate.
+    """
     fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     values = [field.get_db_prep_save(field.pre_save(event, True), connection) for field in fields]
@@ -146,6 +158,9 @@ def _insert_unless_held(event: WebhookEvent) -> bool:
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
         f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING RETURNING {quote('id')}"
     )
+    if notify:
+        sql = f"WITH new AS ({sql}) SELECT id, pg_notify(%s, id::text)::text FROM new"  # noqa: S608
+        values.append(RELAY_CHANNEL)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
@@ -192,13 +207,22 @@ def intake_queue_for(account_ids: list[str]) -> str:
     return MAIN_QUEUE
 
 
-def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = None) -> None:
-    """Queue processing; if the broker is down the event stays pending and beat re-queues it."""
+def webhook_event_publish(
+    *, event_id: int, account_ids: list[str] | None = None, producer=None
+) -> None:
+    """Queue processing, on the queue its accounts' traffic chose; raises when the broker
+    cannot take it (the outbox relay retries). `producer`: a kombu producer to reuse (the
+    relay publishes a batch through one)."""
     from webhooks.tasks import process_event
 
+    queue = intake_queue_for(account_ids or [])
+    process_event.apply_async((event_id,), queue=queue, producer=producer)
+
+
+def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = None) -> None:
+    """Queue processing; if the broker is down the event stays pending and beat re-queues it."""
     try:
-        queue = intake_queue_for(account_ids or [])
-        process_event.apply_async((event_id,), queue=queue)
+        webhook_event_publish(event_id=event_id, account_ids=account_ids)
     except Exception:
         logger.exception("Could not queue webhook event %s; the sweeper will retry", event_id)
 
@@ -630,7 +654,14 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
             state=EventState.PENDING, received_at__lt=now - timedelta(seconds=grace)
         )
         .order_by("received_at")
-        .values_list("pk", "account_ids", "requeued_count", "received_at", "last_requeued_at")
+        .values_list(
+            "pk",
+            "account_ids",
+            "requeued_count",
+            "received_at",
+            "last_requeued_at",
+            "dispatched_at",
+        )
     )
     most = 1000
     waiting = intake_backlog()
@@ -643,12 +674,17 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
         if most <= 0:
             return 0
     requeued = 0
-    for event_id, account_ids, count, received_at, last_requeued_at in candidates[:5000]:
+    for event_id, account_ids, count, received_at, requeued_at, dispatched_at in candidates[:5000]:
         spacing = min(grace * 2**count, MAX_REQUEUE_SPACING_SECONDS)
-        if now - (last_requeued_at or received_at) < timedelta(seconds=spacing):
+        # Counted from the last hand-over: an old event the relay queued a moment ago (after
+        # an outage) is in the queue, not lost.
+        if now - (requeued_at or dispatched_at or received_at) < timedelta(seconds=spacing):
             continue
         WebhookEvent.objects.filter(pk=event_id).update(
-            requeued_count=F("requeued_count") + 1, last_requeued_at=now
+            requeued_count=F("requeued_count") + 1,
+            last_requeued_at=now,
+            # Handed over now: the relay (if it was down) must not queue it a second time.
+            dispatched_at=Coalesce("dispatched_at", Value(now)),
         )
         webhook_event_schedule(event_id=event_id, account_ids=account_ids)
         requeued += 1
@@ -659,8 +695,9 @@ def webhook_events_requeue_pending(*, older_than_seconds: float | None = None) -
 
 def webhook_event_reprocess(*, event_id: int) -> None:
     """Operator action: process a failed or ignored event again (deliveries stay deduplicated)."""
+    # Queued here after commit, so marked handed over: the relay leaves it alone.
     WebhookEvent.objects.filter(pk=event_id).update(
-        state=EventState.PENDING, error="", processing_attempts=0
+        state=EventState.PENDING, error="", processing_attempts=0, dispatched_at=timezone.now()
     )
     transaction.on_commit(partial(webhook_event_schedule, event_id=event_id))
 

@@ -100,6 +100,11 @@ def worker_command(concurrency: int = 2) -> list[str]:
 
 
 def start_worker(env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Process:
+    """A worker on the test run's own database. The test process stores the events (the
+    live server, factories) and publishes them itself (WEBHOOK_DISPATCH=request, see
+    tests/conftest.py): no outbox relay here, which would hand the other tests' events to this
+    worker and hold the relay lock the relay tests contend for. tests.e2e.stack runs the relay."""
+    env = {**env, "WEBHOOK_DISPATCH": "request"}
     worker = Process("worker", worker_command(concurrency), env, log_dir)
     worker.wait_for_output("ready.", timeout=60)
     return worker

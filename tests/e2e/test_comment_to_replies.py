@@ -119,3 +119,56 @@ def test_meta_refusal_is_recorded_with_its_reason(live_server, settings, worker,
     assert delivery.reason == "window_expired"
     assert (delivery.meta_code, delivery.meta_subcode) == (10, 2534022)
     assert delivery.meta_trace_id
+
+
+def test_comment_through_the_outbox_relay_gets_its_private_reply(tmp_path):
+    """The product as deployed on PostgreSQL (WEBHOOK_DISPATCH=relay, its default): gunicorn
+    only stores the event, the relay thread of the worker or of beat publishes it, and the
+    private reply reaches Meta once."""
+    from tests.e2e.stack import Database, RedisServer, Stack, manage, stack_env
+
+    redis_server = RedisServer(tmp_path)  # a private one: nobody else's tasks, nobody else's
+    database = Database(prefix="instadm_relay_e2e")
+    stack = None
+    try:
+        redis_server.start()
+        manage(
+            stack_env(
+                database_url=database.url,
+                broker_url="memory://",
+                redis_url="",
+                var_dir=tmp_path / "migrate",
+                standin_url="http://127.0.0.1:9",
+            ),
+            "migrate",
+            "--noinput",
+            "-v0",
+        )
+        stack = Stack(
+            database,
+            tmp_path,
+            broker_url=f"{redis_server.url}/0",
+            redis_url=f"{redis_server.url}/1",
+        ).start()
+        account = stack.connect_account("relay.e2e")
+        comments = stack.comments(account, 3)
+        assert [post.status for post in stack.post_all(comments)] == [200, 200, 200]
+        rows = stack.wait_settled([account], expected=6, timeout=60)
+        assert {(row["kind"], row["status"]) for row in rows} == {
+            ("private_reply", "sent"),
+            ("public_reply", "sent"),
+        }, stack.report()
+        handed_over = database.rows(
+            "SELECT count(*) AS n FROM webhooks_webhookevent WHERE dispatched_at IS NOT NULL"
+        )
+        assert handed_over == [{"n": 3}], stack.report()
+        # One relay active (the worker's or beat's), the other standing by.
+        logs = stack.processes["worker"].output() + stack.processes["beat"].output()
+        assert logs.count("is the active relay") == 1, stack.report()
+        assert "another relay is active; standing by" in logs, stack.report()
+        stack.assert_nobody_messaged_twice()
+    finally:
+        if stack is not None:
+            stack.stop()
+        redis_server.stop()
+        database.drop()

@@ -390,9 +390,8 @@ def test_sweeper_requeues_pending_events(requeued):
 
 def test_sweeper_spaces_requeues_of_the_same_event_exponentially(requeued):
     event = _store(comment_body(account_id="1", text="x"))
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        received_at=timezone.now() - timedelta(seconds=100)
-    )
+    long_ago = timezone.now() - timedelta(seconds=100)
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=long_ago, dispatched_at=long_ago)
     assert services.webhook_events_requeue_pending(older_than_seconds=10) == 1
     # Just re-queued: the next try waits 2 x 10 s, then 4 x 10 s.
     assert services.webhook_events_requeue_pending(older_than_seconds=10) == 0

@@ -563,7 +563,7 @@ def intake_backlog() -> int | None:
     try:
         with app.connection_for_read() as connection:
             channel = connection.default_channel
-            return sum(waiting(channel, name) for name in (MAIN_QUEUE, BULK_QUEUE))
+            return sum(waiting(channel, name) for name in (MAIN_QUEUE, INTENT_QUEUE, BULK_QUEUE))
     except Exception:
         logger.warning("Could not read the intake queues' length", exc_info=True)
         return None

@@ -113,3 +113,20 @@ def test_received_and_requeued_events_follow_the_routing(monkeypatch):
     monkeypatch.setattr(services, "intake_backlog", lambda: None)
     assert services.webhook_events_requeue_pending(older_than_seconds=0) == 1
     assert sent == [(event.pk, "intent")]
+
+
+@pytest.mark.filterwarnings("ignore:task_always_eager has no effect on send_task")
+def test_the_sweepers_backlog_counts_the_intent_queue(settings):
+    # The sweeper re-queues only what the queues do not hold: a backlog of intent accounts'
+    # events must count, or each sweep would queue them all again.
+    from config.celery import app
+
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("needs a broker that counts messages (Redis)")
+    before = services.intake_backlog()
+    app.send_task("webhooks.process_event", (0,), queue="intent")
+    try:
+        assert services.intake_backlog() == before + 1
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("intent")

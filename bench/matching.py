@@ -77,8 +77,8 @@ calling `match_text` that selectors did before the index, on the first `--old-wa
   only one before issue 14); both are timed on the same texts, and "decisions" counts the texts
   whose set of matched triggers differs between them. Tried and not kept: torch's dynamic int8
   quantisation of the Linear layers (~2x faster than torch, but 30 of 300 texts changed
-  their matched triggers, most scores moving a point or two), two threads (faster medians,
-  p99 spikes whenever another process wants the second core).
+  their matched triggers: 609 matches became 570); two threads were ruled out before
+  (triggers/intent.py: p99 spikes whenever another process wants the second core).
 """
 
 

@@ -26,6 +26,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -71,7 +72,13 @@ calling `match_text` that selectors did before the index, on the first `--old-wa
 - intent is `triggers.intent.IntentIndex` (all-MiniLM-L6-v2 on CPU), built on the first text;
   nearly all of a text's time is encoding it with the model. A long text is scored on its
   first and last two sentences (batched), each cut to its first and last 12 words, which
-  bounds the time: long texts ~17 ms median against ~12 ms for short ones.
+  bounds the time. Two encoders of the same model (`INTENT_ENCODER`): `onnx` (the default,
+  onnxruntime running the model exported to ONNX) and `torch` (sentence-transformers, the
+  only one before issue 14); both are timed on the same texts, and "decisions" counts the texts
+  whose set of matched triggers differs between them. Tried and not kept: torch's dynamic int8
+  quantisation of the Linear layers (~2x faster than torch, but 30 of 300 texts changed
+  their matched triggers: 609 matches became 570); two threads were ruled out before
+  (triggers/intent.py: p99 spikes whenever another process wants the second core).
 """
 
 
@@ -84,7 +91,8 @@ AIM_US = {
     "contains": 1000.0,
     "fuzzy": 1000.0,
     "fuzzy without numpy": 1000.0,
-    "intent (warm)": 20000.0,
+    "intent (warm, onnx)": 20000.0,
+    "intent (warm, torch)": 20000.0,
 }
 
 PRODUCT_WORDS = _wordlist(
@@ -360,8 +368,16 @@ def main() -> int:
     parser.add_argument("--vocab", type=int, default=600, help="distinct product words")
     parser.add_argument("--old-way-texts", type=int, default=100, help="0 skips the old way")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--encoders", default="onnx,torch", help="intent encoders timed (INTENT_ENCODER values)"
+    )
+    parser.add_argument(
+        "--intent-only", action="store_true", help="time intent only (no doc update then)"
+    )
     parser.add_argument("--write-doc", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    if args.intent_only and args.write_doc:
+        parser.error("--write-doc needs every mode: drop --intent-only")
 
     rng = random.Random(args.seed)
     vocab = vocabulary(rng, args.vocab)
@@ -407,14 +423,16 @@ def main() -> int:
                 [mode, kind, len(by_kind[kind]), f"{k_median:.0f}", f"{k_p99:.0f}", f"{k_mean:.0f}"]
             )
 
-    for mode in ("exact", "contains", "fuzzy", "any"):
+    for mode in () if args.intent_only else ("exact", "contains", "fuzzy", "any"):
         cands = candidates(mode, sets, random.Random(args.seed + 1))
         index, build_ms = timed_build(cands)
         timings, matched, by_kind = time_each(sample, index.matches)
         report(mode, build_ms, timings, matched, by_kind, len(sample))
 
     # Without numpy (it comes with the intent extra), fuzzy falls back to process.extract.
-    if matching._numpy() is not None:
+    if args.intent_only:
+        pass
+    elif matching._numpy() is not None:
         real = matching._numpy
         matching._numpy = lambda: None
         try:
@@ -439,11 +457,12 @@ def main() -> int:
         )
         for i, s in enumerate(sets)
     ]
-    index, build_ms = timed_build(mixed)
-    timings, matched, by_kind = time_each(sample, index.matches)
-    report("mixed (no intent)", build_ms, timings, matched, by_kind, len(sample))
+    if not args.intent_only:
+        index, build_ms = timed_build(mixed)
+        timings, matched, by_kind = time_each(sample, index.matches)
+        report("mixed (no intent)", build_ms, timings, matched, by_kind, len(sample))
 
-    if args.old_way_texts:
+    if args.old_way_texts and not args.intent_only:
         subset = sample[: args.old_way_texts]
         for mode in ("contains", "fuzzy"):
             cands = candidates(mode, sets, random.Random(args.seed + 1))
@@ -462,20 +481,37 @@ def main() -> int:
         notes.append(f"intent skipped: unavailable ({intent.intent_unavailable_reason()})")
     elif intent is not None:
         cands = candidates("intent", sets, random.Random(args.seed + 1), intent=True)
-        t0 = time.perf_counter()
-        index = TriggerIndex(cands)
-        init_ms = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        index.matches("is the guide still available?")
-        first_ms = (time.perf_counter() - t0) * 1000
         subset = sample[: args.intent_texts]
-        timings, matched, by_kind = time_each(subset, index.matches)
-        report("intent (warm)", init_ms, timings, matched, by_kind, len(subset))
-        notes.append(
-            f"intent: TriggerIndex() {init_ms:.1f} ms; first text (builds the embedding index "
-            f"over {sum(len(c.keywords) + len(c.examples) for c in cands)} phrases, loads the "
-            f"model) {first_ms:.0f} ms"
-        )
+        decisions: dict[str, list[list]] = {}
+        for encoder in args.encoders.split(","):
+            os.environ["INTENT_ENCODER"] = encoder
+            intent._loader = intent._Loader()  # a process that has loaded nothing yet
+            intent._cache.clear()
+            if not intent.intent_available():
+                notes.append(f"intent ({encoder}) skipped: {intent.intent_unavailable_reason()}")
+                continue
+            t0 = time.perf_counter()
+            index = TriggerIndex(cands)
+            init_ms = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            index.matches("is the guide still available?")
+            first_ms = (time.perf_counter() - t0) * 1000
+            timings, matched, by_kind = time_each(subset, index.matches)
+            report(f"intent (warm, {encoder})", init_ms, timings, matched, by_kind, len(subset))
+            decisions[encoder] = [sorted(index.matches(text)) for _, text in subset]
+            notes.append(
+                f"intent ({encoder}): TriggerIndex() {init_ms:.1f} ms; first text (builds the "
+                f"embedding index over {sum(len(c.keywords) + len(c.examples) for c in cands)} "
+                f"phrases, loads the model) {first_ms:.0f} ms"
+            )
+        if len(decisions) > 1:
+            (first, base), *others = decisions.items()
+            for encoder, found in others:
+                changed = sum(a != b for a, b in zip(base, found, strict=True))
+                notes.append(
+                    f"intent decisions: {changed} of {len(subset)} texts match a different set "
+                    f"of triggers with {encoder} than with {first}"
+                )
 
     print()
     print(table(headers, rows))

@@ -48,12 +48,34 @@ def _reserve_slots_for_quiet_work(sender=None, **kwargs) -> None:
     )
 
 
+# Events of accounts with intent triggers go to this queue (webhooks.services.intake_queue_for).
+INTENT_QUEUE = "intent"
+# Whether this worker consumes INTENT_QUEUE: set in the main process once `-Q`/`-X` are applied,
+# inherited by the pool's processes when they fork.
+_consumes_intent = False
+
+
+@worker_init.connect
+def _note_worker_queues(sender=None, **kwargs) -> None:
+    global _consumes_intent
+    _consumes_intent = worker_consumes_intent(sender)
+
+
+def worker_consumes_intent(worker) -> bool:
+    """Whether a worker (celery.worker.WorkController) takes tasks from the `intent` queue."""
+    return INTENT_QUEUE in worker.app.amqp.queues.consume_from
+
+
 @worker_process_init.connect
 def _warm_up_intent_model(**kwargs) -> None:
     # Loading the sentence model takes seconds: do it when a worker process starts, not on
-    # the first message, but only where some account uses intent triggers.
+    # the first message, but only in workers that consume the `intent` queue and only where
+    # some account uses intent triggers. Other workers never load it unless an event of an
+    # account that just switched to intent reaches them (then on first use, and correctly).
     import logging
 
+    if not _consumes_intent:
+        return
     try:
         from django.db import close_old_connections
 

@@ -356,15 +356,24 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 # the pacer hands each account at most PACER_MAX_IN_FLIGHT at a time, timed to its budget),
 # then quiet accounts' events, and a flooded account's backlog only when nothing else
 # waits (measured in bench/burst.py). The filesystem broker takes them in turn.
+# `intent` holds the events of accounts with an enabled intent trigger (webhooks.services.
+# intake_queue_for), so that only a worker consuming it loads the sentence model (hundreds of
+# MB) and a worker started without it stays small. It comes right after `events`: those are
+# quiet accounts' comments too, someone waiting for an answer, a few ms dearer each (the
+# encode); ahead of token upkeep and a flooded account's backlog for the same reason `events` is.
 CELERY_TASK_QUEUES = (
     Queue("sends"),
     Queue("events"),
+    Queue("intent"),
     Queue("maintenance"),
     # Backlog work of flooded accounts, taken last and never in every worker slot at once
     # (config/backlog.py): their sends while they have a backlog, then their events.
     Queue("sends_bulk"),
     Queue("events_bulk"),
 )
+# How long a process trusts its list of accounts using intent triggers before reading it again
+# (one query per process per interval; a trigger saved in the same process is seen at once).
+INTENT_ROUTING_REFRESH_SECONDS = env.float("INTENT_ROUTING_REFRESH_SECONDS", default=5.0)
 # Worker slots per node that backlog work (the *_bulk queues) never takes, so a quiet
 # account's comment always finds one; a backlog task finding no backlog slot within the wait
 # goes back to its queue for the retry time.

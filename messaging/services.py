@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -80,7 +81,7 @@ def _delivery_get_or_create(delivery: Delivery) -> tuple[Delivery, bool]:
         ), False
 
 
-def _new_delivery(
+def delivery_build(
     *,
     account: InstagramAccount,
     trigger,
@@ -96,6 +97,8 @@ def _new_delivery(
     not_before: datetime | None = None,
     live_media_id: str = "",
 ) -> Delivery:
+    """One send, unsaved. The recipient defaults to the comment answered, or the person for a
+    message; ``live_media_id``: a private reply to a comment made during that live broadcast."""
     recipient = recipient or (comment_id if kind != DeliveryKind.MESSAGE else contact.igsid)
     lane = lane_for(kind, payload, live_media_id)
     paused = {}
@@ -125,10 +128,10 @@ def _new_delivery(
 
 
 def deliveries_create(specs: list[dict]) -> list[Delivery]:
-    """Queue several sends (each once per dedupe key; a spec holds ``delivery_create``'s
+    """Queue several sends (each once per dedupe key; a spec holds ``delivery_build``'s
     arguments), in order. On PostgreSQL one INSERT ... ON CONFLICT DO NOTHING writes them
     all: what a comment sends (public and private reply) costs one statement."""
-    new = [_new_delivery(**spec) for spec in specs]
+    new = [delivery_build(**spec) for spec in specs]
     if not new:
         return []
     if not rawsql.combinable(Delivery.objects.all()):
@@ -154,28 +157,9 @@ def deliveries_create(specs: list[dict]) -> list[Delivery]:
     return [delivery for delivery, _ in made]
 
 
-def delivery_create(
-    *,
-    account: InstagramAccount,
-    trigger,
-    contact: Contact,
-    kind: str,
-    dedupe_key: str,
-    payload: dict,
-    interaction_at: datetime | None,
-    event_id: int | None,
-    event_received_at: datetime | None,
-    comment_id: str = "",
-    recipient: str = "",
-    not_before: datetime | None = None,
-    live_media_id: str = "",
-) -> Delivery:
-    """Queue one send (once per dedupe key); ``not_before`` delays it durably.
-
-    The recipient defaults to the comment answered, or the person for a message.
-    ``live_media_id``: a private reply to a comment made during that live broadcast.
-    """
-    spec = dict(locals())
+def delivery_create(**spec: Any) -> Delivery:
+    """Queue one send (once per dedupe key): ``delivery_build``'s arguments; ``not_before``
+    delays it durably."""
     (delivery,) = deliveries_create([spec])
     return delivery
 

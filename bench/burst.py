@@ -437,6 +437,46 @@ def bucket_rows(res: Result, records: list[QuietRecord], arrivals: Arrivals) -> 
 
 BUCKET_HEADERS = ("sent, s after first viral POST", "quiet comments", "p50 ms", "p99 ms", "max ms")
 
+# The issue's view of fairness: the quiet accounts' p99 in every 5-second window of the burst.
+WINDOW_SECONDS = 5.0
+
+
+def window_rows(
+    res: Result, records: list[QuietRecord], arrivals: Arrivals
+) -> tuple[list[list[str]], str]:
+    """Quiet private reply p99 per 5 s window (by when the comment was sent), a row per
+    minute, and a line saying how many windows kept within AIM_QUIET_RATIO of idle p99."""
+    ok = [r for r in records if r[3] == 200 and r[2] >= res.posts_start]
+    idle_p99 = res.idle.p("private", 99) if res.idle else float("nan")
+    if not ok:
+        return [], ""
+    windows: dict[int, list[float]] = {}
+    for r in ok:
+        times = arrivals.ok_times("private", r[0])
+        k = int((r[2] - res.posts_start) // WINDOW_SECONDS)
+        windows.setdefault(k, []).append(min(times) - r[2] if times else float("inf"))
+    p99 = {k: percentile(sorted(v), 99) for k, v in windows.items()}
+    per_row = int(60 / WINDOW_SECONDS)
+    rows = []
+    for start in range(0, max(p99) + 1, per_row):
+        cells = [ms(p99[k]) if k in p99 else "-" for k in range(start, start + per_row)]
+        rows.append(
+            [f"+{start * WINDOW_SECONDS:.0f} .. +{(start + per_row) * WINDOW_SECONDS:.0f}", *cells]
+        )
+    within = sum(1 for value in p99.values() if value <= AIM_QUIET_RATIO * idle_p99)
+    intake_end = res.posts_done - res.posts_start if res.posts_done else 0.0
+    after = {k: v for k, v in p99.items() if k * WINDOW_SECONDS >= intake_end}
+    within_after = sum(1 for value in after.values() if value <= AIM_QUIET_RATIO * idle_p99)
+    line = (
+        f"quiet private reply p99 per {WINDOW_SECONDS:.0f} s window: {within} of {len(p99)} "
+        f"windows within {AIM_QUIET_RATIO:g}x the idle p99 ({ms(idle_p99)} ms); after the viral "
+        f"POSTs ended (+{intake_end:.0f} s): {within_after} of {len(after)}"
+    )
+    return rows, line
+
+
+WINDOW_HEADERS = ("5 s windows (s after first viral POST)", *[f"w{i + 1}" for i in range(12)])
+
 
 @dataclass
 class Drain:
@@ -638,6 +678,8 @@ class Result:
     dispatch_delay: list[float] = field(default_factory=list)  # budget taken -> at Meta, s
     refusals: list[str] = field(default_factory=list)  # throttled calls: when, how dense
     buckets: list[list[str]] = field(default_factory=list)
+    windows: list[list[str]] = field(default_factory=list)
+    window_line: str = ""
 
     @property
     def violations(self) -> int:
@@ -951,6 +993,7 @@ def run_benchmark(
         stage_values(args, idle_records, arrivals_idle), stage_values(args, during, arr)
     )
     res.buckets = bucket_rows(res, quiet_records, arr)
+    res.windows, res.window_line = window_rows(res, quiet_records, arr)
     return res
 
 
@@ -1497,6 +1540,11 @@ def write_doc(args: argparse.Namespace, env: dict, res: Result, pg: str) -> None
         "",
         md_table(BUCKET_HEADERS, res.buckets),
         "",
+        "Quiet private reply p99 (ms) in each 5-second window, twelve to a row; "
+        f"{res.window_line}:",
+        "",
+        md_table(WINDOW_HEADERS, res.windows),
+        "",
         "Replies reaching the stand-in per second (viral account, from its first reply):",
         "",
         md_table(("replies", "seconds", "per second"), timeline_rows(res)),
@@ -1731,6 +1779,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(STAGE_HEADERS, res.stages))
         print()
         print(table(BUCKET_HEADERS, res.buckets))
+        print(res.window_line)
+        print(table(WINDOW_HEADERS, res.windows))
         print()
         print(table(("replies", "seconds", "per second"), timeline_rows(res)))
         print()

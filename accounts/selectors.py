@@ -1,6 +1,6 @@
 """Reads for accounts."""
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import InstagramAccount
 
@@ -26,10 +26,13 @@ def account_by_reference(reference: str) -> InstagramAccount | None:
     )
 
 
-def accounts_for_instagram_ids(instagram_ids: list[str]) -> list[InstagramAccount]:
+def accounts_named(instagram_ids: list[str]) -> QuerySet[InstagramAccount]:
     """The connected accounts a webhook body names (entry ids, by id or alternate id)."""
-    return list(
-        InstagramAccount.objects.filter(
-            Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
-        )
+    return InstagramAccount.objects.filter(
+        Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
     )
+
+
+def accounts_for_instagram_ids(instagram_ids: list[str]) -> list[InstagramAccount]:
+    """``accounts_named``, read."""
+    return list(accounts_named(instagram_ids))

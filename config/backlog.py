@@ -16,8 +16,10 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from django.conf import settings
 
 BACKLOG_QUEUES = frozenset({"events_bulk", "sends_bulk"})
 _SLOTS = "INSTADM_BACKLOG_SLOTS"
@@ -71,3 +73,23 @@ def backlog_slot(wait: float = 0.0) -> Iterator[bool]:
         yield True
     finally:
         os.close(handle)  # releases the lock
+
+
+def run_task(task, work: Callable[..., None], *args) -> None:
+    """A task's body: ``work(*args)``, run at once, or for a backlog task (by the queue it
+    came from) only in one of the node's backlog slots; with none free after
+    ``BACKLOG_WAIT_SECONDS`` the task goes back to its queue for ``BACKLOG_RETRY_SECONDS``,
+    leaving the slot to quiet work."""
+    delivery_info = task.request.delivery_info
+    if not is_backlog(delivery_info):
+        work(*args)
+        return
+    with backlog_slot(wait=settings.BACKLOG_WAIT_SECONDS) as slot:
+        if slot:
+            work(*args)
+        else:
+            task.apply_async(
+                args,
+                queue=delivery_info["routing_key"],
+                countdown=settings.BACKLOG_RETRY_SECONDS,
+            )

@@ -138,20 +138,19 @@ def deliveries_create(specs: list[dict]) -> list[Delivery]:
         made = [_delivery_get_or_create(delivery) for delivery in new]
     else:
         rawsql.insert_unless_present(new, conflict_target=["account", "dedupe_key"])
-        made = [(delivery, True) for delivery in new if delivery.pk is not None]
-        missing = [delivery for delivery in new if delivery.pk is None]
-        if missing:
+        existing = {}
+        if missing := [delivery for delivery in new if delivery.pk is None]:
             # Created before (a redelivered comment, a task run twice): those stand.
             query = Q()
             for delivery in missing:
                 query |= Q(account_id=delivery.account_id, dedupe_key=delivery.dedupe_key)
             existing = {(d.account_id, d.dedupe_key): d for d in Delivery.objects.filter(query)}
-            made = [
-                (delivery, True)
-                if delivery.pk is not None
-                else (existing[(delivery.account_id, delivery.dedupe_key)], False)
-                for delivery in new
-            ]
+        made = [
+            (delivery, True)
+            if delivery.pk is not None
+            else (existing[(delivery.account_id, delivery.dedupe_key)], False)
+            for delivery in new
+        ]
     for account_id in {delivery.account_id for delivery, created in made if created}:
         pace_after_commit(account_id)
     return [delivery for delivery, _ in made]
@@ -309,17 +308,7 @@ def delivery_dispatch(
     ).update(dispatched_at=now)
     if not taken:
         return False
-    try:
-        _publish_send(delivery_id, countdown, backlog=backlog, kind=kind)
-    except Exception:
-        logger.exception(
-            "Could not queue delivery %s; it waits for the next pacer run", delivery_id
-        )
-        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
-            dispatched_at=None
-        )
-        return False
-    return True
+    return _hand_over(delivery_id, countdown, backlog=backlog, kind=kind)
 
 
 # Per thread: sends the pacer handed over while a task processes an event, sent by that
@@ -328,7 +317,7 @@ _inline = threading.local()
 
 
 @contextlib.contextmanager
-def sends_collected() -> Iterator[list[int]]:
+def sends_collected() -> Iterator[list[tuple[int, str]]]:
     """Within the block, deliveries the pacer dispatches for now are collected into the
     yielded list instead of being published as send tasks: the caller (the task that
     processed the event) sends them itself, which saves a broker round trip and a task
@@ -354,6 +343,22 @@ def deliveries_send_collected(collected: list[tuple[int, str]]) -> None:
 
 
 SENDS_BULK_QUEUE = "sends_bulk"
+
+
+def _hand_over(delivery_id: int, countdown: float, *, backlog: bool, kind: str) -> bool:
+    """Publish a delivery just marked dispatched; when the broker refuses, unmark it so the
+    next pacer run tries again."""
+    try:
+        _publish_send(delivery_id, countdown, backlog=backlog, kind=kind)
+    except Exception:
+        logger.exception(
+            "Could not queue delivery %s; it waits for the next pacer run", delivery_id
+        )
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
+            dispatched_at=None
+        )
+        return False
+    return True
 
 
 def _publish_send(
@@ -395,21 +400,11 @@ def deliveries_dispatch(
         taken, [rawsql.update_sql(taken, {"dispatched_at": now})], returning="id", many=True
     )
     ids = {row[0] for row in rows}
-    sent = 0
-    for delivery_id, countdown, kind in chosen:
-        if delivery_id not in ids:
-            continue
-        try:
-            _publish_send(delivery_id, countdown, backlog=backlog, kind=kind)
-            sent += 1
-        except Exception:
-            logger.exception(
-                "Could not queue delivery %s; it waits for the next pacer run", delivery_id
-            )
-            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
-                dispatched_at=None
-            )
-    return sent
+    return sum(
+        _hand_over(delivery_id, countdown, backlog=backlog, kind=kind)
+        for delivery_id, countdown, kind in chosen
+        if delivery_id in ids
+    )
 
 
 def _finish(
@@ -450,11 +445,7 @@ def _update_claimed(delivery: Delivery, fields: dict, result: GraphResult | None
     if result is not None:
         fields.update(_meta_fields(result))
     # Only the worker holding this claim (status sending, its claim time) may move it on.
-    Delivery.objects.filter(
-        pk=delivery.pk,
-        status=DeliveryStatus.SENDING,
-        sending_started_at=delivery.sending_started_at,
-    ).update(**fields)
+    _claim_held(delivery).update(**fields)
     for name, value in fields.items():
         setattr(delivery, name, value)
     return delivery
@@ -734,11 +725,7 @@ class _LeaseRenewer:
     @staticmethod
     def _renew(delivery: Delivery, lease: float) -> None:
         try:
-            Delivery.objects.filter(
-                pk=delivery.pk,
-                status=DeliveryStatus.SENDING,
-                sending_started_at=delivery.sending_started_at,
-            ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
+            _claim_held(delivery).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
         except Exception:
             logger.warning("Could not renew the lease of delivery %s", delivery.pk)
             from django.db import connection as thread_connection

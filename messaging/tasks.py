@@ -1,32 +1,14 @@
 """Thin Celery tasks: each loads by id and calls one service; safe to run twice."""
 
 from celery import shared_task
-from django.conf import settings
 
 from config import backlog
 from messaging import pacer, resolve, services
 
 
-def backlog_retry(task, *args) -> None:
-    """Every backlog slot of this worker node is busy: back to the task's queue for a moment,
-    leaving the slot to quiet work (config/backlog.py)."""
-    task.apply_async(
-        args,
-        queue=task.request.delivery_info["routing_key"],
-        countdown=settings.BACKLOG_RETRY_SECONDS,
-    )
-
-
 @shared_task(bind=True, name="messaging.send_delivery", acks_late=True, reject_on_worker_lost=True)
 def send_delivery(self, delivery_id: int) -> None:
-    if backlog.is_backlog(self.request.delivery_info):
-        with backlog.backlog_slot(wait=settings.BACKLOG_WAIT_SECONDS) as slot:
-            if slot:
-                services.delivery_send(delivery_id=delivery_id)
-            else:
-                backlog_retry(self, delivery_id)
-        return
-    services.delivery_send(delivery_id=delivery_id)
+    backlog.run_task(self, lambda pk: services.delivery_send(delivery_id=pk), delivery_id)
 
 
 @shared_task(name="messaging.pace_account", acks_late=True, reject_on_worker_lost=True)

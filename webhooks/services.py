@@ -10,13 +10,17 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import InstagramAccount
-from accounts.selectors import account_for_instagram_id, accounts_for_instagram_ids
+from accounts.selectors import (
+    account_for_instagram_id,
+    accounts_for_instagram_ids,
+    accounts_named,
+)
 from config import rawsql
 from messaging import receipts
 from messaging.sharedstate import shared_state
@@ -237,9 +241,7 @@ def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = Non
 def _accounts_for_processing(instagram_ids: list[str]) -> list[InstagramAccount]:
     """The accounts an event names, with their workspace and (PostgreSQL) their triggers'
     versions: matching then needs no statement of its own to know its index is current."""
-    accounts = InstagramAccount.objects.filter(
-        Q(ig_user_id__in=instagram_ids) | Q(ig_alt_id__in=instagram_ids)
-    ).select_related("workspace")
+    accounts = accounts_named(instagram_ids).select_related("workspace")
     if rawsql.combinable(accounts):
         accounts = accounts.annotate(trigger_versions=trigger_versions_subquery())
     return list(accounts)

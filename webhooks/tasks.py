@@ -1,24 +1,15 @@
 """Thin Celery tasks for intake processing."""
 
 from celery import shared_task
-from django.conf import settings
 
 from config import backlog
-from messaging.tasks import backlog_retry
 from webhooks import services
 
 
 @shared_task(bind=True, name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True)
 def process_event(self, event_id: int) -> None:
-    if not backlog.is_backlog(self.request.delivery_info):
-        _process_and_send(event_id)
-        return
     # A flooded account's backlog: at most all but the node's reserved slots run it at once.
-    with backlog.backlog_slot(wait=settings.BACKLOG_WAIT_SECONDS) as slot:
-        if slot:
-            _process_and_send(event_id)
-        else:
-            backlog_retry(self, event_id)
+    backlog.run_task(self, _process_and_send, event_id)
 
 
 def _process_and_send(event_id: int) -> None:

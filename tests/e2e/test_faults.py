@@ -133,6 +133,19 @@ def _assert_sent_rows_match_standin(stack: Stack, rows) -> None:
             )
 
 
+def _wait_for_a_private_reply_in_flight(stack, account) -> None:
+    """Until three private replies reached Meta and the newest less than 0.4 s ago: with the
+    0.8 s fault delay its answer is 0.4 s away or more, so a kill now catches it in flight."""
+
+    def a_send_is_in_flight():
+        seen = stack.control.requests(endpoint="private_reply")
+        if len(seen) < 3 or time.time() - seen[-1]["time"] > 0.4:
+            return None
+        return stack.database.rows(IN_FLIGHT_SQL, [account.pk])
+
+    stack.wait(a_send_is_in_flight, 30, "a private reply in flight after three reached Meta")
+
+
 def test_worker_sigkilled_mid_burst_leaves_unknown_not_resent(stack_without_checks):
     stack = stack_without_checks
     account = stack.connect_account("faults.kill")
@@ -141,14 +154,7 @@ def test_worker_sigkilled_mid_burst_leaves_unknown_not_resent(stack_without_chec
     stack.control.add_fault("private_reply", delay=0.8, times=None)
     stack.post_all(first)
 
-    def a_send_is_in_flight():
-        seen = stack.control.requests(endpoint="private_reply")
-        # The newest one reached Meta less than 0.4 s ago: its answer is 0.4 s away or more.
-        if len(seen) < 3 or time.time() - seen[-1]["time"] > 0.4:
-            return None
-        return stack.database.rows(IN_FLIGHT_SQL, [account.pk])
-
-    stack.wait(a_send_is_in_flight, 30, "a private reply in flight after three reached Meta")
+    _wait_for_a_private_reply_in_flight(stack, account)
     stack.kill_worker()
     killed_mid_send = {row["id"] for row in stack.database.rows(IN_FLIGHT_SQL, [account.pk])}
     assert killed_mid_send, f"the kill caught no send in flight\n{stack.report()}"
@@ -428,13 +434,7 @@ def test_worker_sigkilled_mid_send_is_recovered_in_seconds_and_resolved(stack_wi
     stack.control.add_fault("private_reply", delay=0.8, times=None)
     stack.post_all(first)
 
-    def a_send_is_in_flight():
-        seen = stack.control.requests(endpoint="private_reply")
-        if len(seen) < 3 or time.time() - seen[-1]["time"] > 0.4:
-            return None
-        return stack.database.rows(IN_FLIGHT_SQL, [account.pk])
-
-    stack.wait(a_send_is_in_flight, 30, "a private reply in flight after three reached Meta")
+    _wait_for_a_private_reply_in_flight(stack, account)
     stack.kill_worker()
     killed_at = time.monotonic()
     killed_mid_send = {row["id"] for row in stack.database.rows(IN_FLIGHT_SQL, [account.pk])}

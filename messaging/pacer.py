@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import CharField, Count, Min, OuterRef, Q, Value
+from django.db.models import CharField, Count, Min, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from accounts.models import AccountStatus, InstagramAccount
 from config import rawsql
+from config.prepared import SHAPE, PreparedRead
 from messaging.models import Delivery, DeliveryStatus, Lane
 from messaging.sharedstate import Budget, shared_state
 
@@ -135,6 +136,26 @@ def _on_the_way(deliveries):
     )
 
 
+def _account_with_sends(account_id: int, now: datetime, most: int) -> QuerySet:
+    mine = Delivery.objects.filter(account_id=OuterRef("pk"))
+    # "kind:lane" and "id:kind:lane" strings: a handful per account, parsed below.
+    tag = Concat("kind", Value(":"), "lane", output_field=CharField())
+    due = (
+        mine.filter(_due(now), status=DeliveryStatus.QUEUED, dispatched_at__isnull=True)
+        .order_by("created_at", "pk")
+        .annotate(tag=Concat(Cast("pk", CharField()), Value(":"), tag, output_field=CharField()))
+        .values("tag")[:most]
+    )
+    return InstagramAccount.objects.filter(pk=account_id).annotate(
+        sends_on_the_way=ArraySubquery(_on_the_way(mine).annotate(tag=tag).values("tag")),
+        sends_due=ArraySubquery(due),
+    )
+
+
+# Every pacer run reads it: compiled once per process (config/prepared.py).
+_ACCOUNT_AND_SENDS = PreparedRead(_account_with_sends, account_id=int, now=datetime, most=SHAPE)
+
+
 def _account_and_its_sends(
     account_id: int, now: datetime
 ) -> tuple[InstagramAccount | None, Counter | None, list[tuple[int, str, str]] | None]:
@@ -144,19 +165,9 @@ def _account_and_its_sends(
     accounts = InstagramAccount.objects.filter(pk=account_id)
     if not rawsql.combinable(accounts):
         return accounts.first(), None, None
-    mine = Delivery.objects.filter(account_id=OuterRef("pk"))
-    # "kind:lane" and "id:kind:lane" strings: a handful per account, parsed below.
-    tag = Concat("kind", Value(":"), "lane", output_field=CharField())
-    due = (
-        mine.filter(_due(now), status=DeliveryStatus.QUEUED, dispatched_at__isnull=True)
-        .order_by("created_at", "pk")
-        .annotate(tag=Concat(Cast("pk", CharField()), Value(":"), tag, output_field=CharField()))
-        .values("tag")[: settings.PACER_MAX_IN_FLIGHT]
+    account = _ACCOUNT_AND_SENDS.first(
+        accounts.db, account_id=account_id, now=now, most=settings.PACER_MAX_IN_FLIGHT
     )
-    account = accounts.annotate(
-        sends_on_the_way=ArraySubquery(_on_the_way(mine).annotate(tag=tag).values("tag")),
-        sends_due=ArraySubquery(due),
-    ).first()
     if account is None:
         return None, None, None
     on_the_way = _lanes((*item.split(":", 1), 1) for item in account.sends_on_the_way)

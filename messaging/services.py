@@ -13,13 +13,14 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import AccountStatus, Contact, InstagramAccount
 from config import rawsql
+from config.prepared import PreparedRead, PreparedStatement
 from messaging import graph, resolve
 from messaging.checks import (
     PRIVATE_REPLY_WINDOW,
@@ -490,30 +491,45 @@ def _requeue(
     return _update_claimed(delivery, fields, result)
 
 
+def _claim_update(delivery_id: int, now: datetime, lease_until: datetime) -> tuple[str, list]:
+    claimable = Delivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=False
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    fields = {"status": DeliveryStatus.SENDING, "sending_started_at": now}
+    return rawsql.update_sql(claimable, {**fields, "lease_expires_at": lease_until})
+
+
+def _claimed_read(delivery_id: int) -> QuerySet:
+    # The checklist's "one private reply per comment" question is asked with the read.
+    return (
+        Delivery.objects.select_related("account", "contact", "workspace", "trigger")
+        .annotate(private_reply_used=private_reply_used_elsewhere())
+        .filter(pk=delivery_id)
+    )
+
+
+# The hot path's two statements, compiled once per process (config/prepared.py).
+_CLAIM = PreparedStatement(_claim_update, delivery_id=int, now=datetime, lease_until=datetime)
+_CLAIMED = PreparedRead(_claimed_read, delivery_id=int)
+
+
 def delivery_claim(*, delivery_id: int) -> Delivery | None:
     """Move queued -> sending; None when another worker has it, it is finished, or it is
     not (or no longer) dispatched: a duplicate task must not jump a retry's wait or the
     account's budgets."""
     now = timezone.now()
-    claimed = (
-        Delivery.objects.filter(
-            pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=False
-        )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            status=DeliveryStatus.SENDING,
-            sending_started_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.SEND_LEASE_SECONDS),
-        )
-    )
+    lease_until = now + timedelta(seconds=settings.SEND_LEASE_SECONDS)
+    using = router.db_for_write(Delivery)
+    sql, params = _CLAIM.bound_sql(using, delivery_id=delivery_id, now=now, lease_until=lease_until)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = cursor.rowcount
     if not claimed:
         return None
-    # The checklist's "one private reply per comment" question is asked with the read.
-    return (
-        Delivery.objects.select_related("account", "contact", "workspace", "trigger")
-        .annotate(private_reply_used=private_reply_used_elsewhere())
-        .get(pk=delivery_id)
-    )
+    found = _CLAIMED.first(using, delivery_id=delivery_id)
+    if found is None:
+        raise Delivery.DoesNotExist(f"Delivery {delivery_id} vanished after its claim")
+    return found
 
 
 def _backoff_seconds(attempt: int) -> float:

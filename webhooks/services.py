@@ -10,7 +10,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from accounts.selectors import (
     accounts_named,
 )
 from config import rawsql
+from config.prepared import PreparedRead
 from messaging import receipts
 from messaging.sharedstate import shared_state
 from meta.payloads import (
@@ -243,8 +244,20 @@ def _accounts_for_processing(instagram_ids: list[str]) -> list[InstagramAccount]
     versions: matching then needs no statement of its own to know its index is current."""
     accounts = accounts_named(instagram_ids).select_related("workspace")
     if rawsql.combinable(accounts):
-        accounts = accounts.annotate(trigger_versions=trigger_versions_subquery())
+        return _ACCOUNTS_WITH_VERSIONS.fetch(accounts.db, instagram_ids=instagram_ids)
     return list(accounts)
+
+
+def _accounts_with_versions(instagram_ids: list[str]) -> QuerySet[InstagramAccount]:
+    return (
+        accounts_named(instagram_ids)
+        .select_related("workspace")
+        .annotate(trigger_versions=trigger_versions_subquery())
+    )
+
+
+# Every event reads it: compiled once per process (config/prepared.py).
+_ACCOUNTS_WITH_VERSIONS = PreparedRead(_accounts_with_versions, instagram_ids=str)
 
 
 @dataclass

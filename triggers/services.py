@@ -50,6 +50,21 @@ _EVENT_FOR_KIND = {
 }
 
 
+# Picks another variant than the last one and stores it, in one statement: the new index is
+# drawn from the n - 1 others (or from all n when none was picked yet or it is out of range).
+_PICK_PUBLIC_REPLY_SQL = """
+UPDATE triggers_trigger AS t
+SET last_public_reply_index = CASE
+    WHEN old.last IS NULL OR old.last < 0 OR old.last >= %(n)s THEN floor(random() * %(n)s)::int
+    ELSE (old.last + 1 + floor(random() * (%(n)s - 1))::int) %% %(n)s
+END
+FROM (SELECT last_public_reply_index AS last FROM triggers_trigger WHERE id = %(id)s FOR UPDATE)
+    AS old
+WHERE t.id = %(id)s
+RETURNING t.last_public_reply_index
+"""
+
+
 def public_reply_pick(trigger: Trigger) -> str:
     """A random variant, never the same one twice in a row."""
     variants = [text for text in trigger.public_replies if text.strip()]
@@ -57,17 +72,23 @@ def public_reply_pick(trigger: Trigger) -> str:
         return ""
     if len(variants) == 1:
         return variants[0]  # nothing to rotate: no statement
+    triggers = Trigger.objects.filter(pk=trigger.pk)
+    if rawsql.combinable(triggers):
+        # Read and written together: the trigger may be a cached copy, and another worker
+        # may pick at the same time.
+        with connection.cursor() as cursor:
+            cursor.execute(_PICK_PUBLIC_REPLY_SQL, {"n": len(variants), "id": trigger.pk})
+            row = cursor.fetchone()
+        if row is not None:
+            trigger.last_public_reply_index = row[0]
+            return variants[row[0]]
     # Read fresh: the trigger may be a cached copy, and another worker may have picked since.
-    last = (
-        Trigger.objects.filter(pk=trigger.pk)
-        .values_list("last_public_reply_index", flat=True)
-        .first()
-    )
+    last = triggers.values_list("last_public_reply_index", flat=True).first()
     indices = list(range(len(variants)))
-    if len(indices) > 1 and last in indices:
+    if last in indices:
         indices.remove(last)
     index = random.choice(indices)
-    Trigger.objects.filter(pk=trigger.pk).update(last_public_reply_index=index)
+    triggers.update(last_public_reply_index=index)
     trigger.last_public_reply_index = index
     return variants[index]
 

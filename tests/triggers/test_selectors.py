@@ -3,6 +3,8 @@
 import itertools
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.factories import InstagramAccountFactory, TriggerFactory
 from triggers.models import Trigger
@@ -177,6 +179,18 @@ def test_public_reply_pick_never_repeats_the_last_variant():
 
     assert all(a != b for a, b in itertools.pairwise(picks))
     assert set(picks) == {"one", "two", "three"}
+
+
+def test_public_reply_pick_reads_and_stores_in_one_statement():
+    trigger = TriggerFactory(public_replies=["one", "two", "three"])
+    Trigger.objects.filter(pk=trigger.pk).update(last_public_reply_index=7)  # variants removed
+
+    with CaptureQueriesContext(connection) as captured:
+        picked = public_reply_pick(trigger)
+
+    assert len(captured.captured_queries) == 1
+    stored = Trigger.objects.get(pk=trigger.pk).last_public_reply_index
+    assert picked == ["one", "two", "three"][stored] and trigger.last_public_reply_index == stored
 
 
 def test_public_reply_pick_alternates_two_variants():

@@ -120,11 +120,19 @@ else:
     # different server connections: no server-side cursors, no prepared statements.
     DATABASE_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_TRANSACTION_POOLING
-    # Server-side parameters: psycopg prepares a statement run a few times on a connection,
-    # so PostgreSQL stops parsing and planning the hot paths' statements for every comment.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
+    # Server-side parameters, and psycopg prepares a statement once a connection has run it
+    # DATABASE_PREPARE_THRESHOLD times, so PostgreSQL stops parsing and planning the hot
+    # paths' statements for every comment. Django leaves preparing off unless asked (for
+    # poolers in transaction mode, where a prepared statement may be on another connection).
+    DATABASE_SERVER_SIDE_BINDING = env.bool(
         "DATABASE_SERVER_SIDE_BINDING", default=not DATABASE_TRANSACTION_POOLING
     )
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = (
+        DATABASE_SERVER_SIDE_BINDING
+    )
+    DATABASE_PREPARE_THRESHOLD = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+    if DATABASE_SERVER_SIDE_BINDING and not DATABASE_TRANSACTION_POOLING:
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = DATABASE_PREPARE_THRESHOLD or None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -104,3 +104,15 @@ def test_a_shape_argument_is_compiled_in_per_value():
     assert len(limited.fetch(status=DeliveryStatus.QUEUED, most=2)) == 2
     assert len(limited.fetch(status=DeliveryStatus.QUEUED, most=3)) == 3
     assert limited.fetch(status=DeliveryStatus.SENT, most=3) == []
+
+
+def test_the_connection_prepares_a_statement_it_runs_often():
+    """Django turns psycopg's prepared statements off unless asked; the settings ask
+    (DATABASE_PREPARE_THRESHOLD), so PostgreSQL stops parsing and planning hot statements."""
+    delivery = DeliveryFactory()
+    for _ in range(8):
+        messaging.services._CLAIMED.fetch(delivery_id=delivery.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("messaging_delivery" in statement for statement in prepared), prepared

@@ -206,16 +206,28 @@ def test_console_pages_carry_a_content_security_policy():
 DATABASE_OPTIONS = (
     "import json, django; from django.conf import settings; django.setup(); "
     "db = settings.DATABASES['default']; print(json.dumps({'binding': "
-    "db['OPTIONS'].get('server_side_binding'), 'no_cursors': db['DISABLE_SERVER_SIDE_CURSORS']}))"
+    "db['OPTIONS'].get('server_side_binding'), 'no_cursors': db['DISABLE_SERVER_SIDE_CURSORS'], "
+    "'prepare': db['OPTIONS'].get('prepare_threshold')}))"
 )
 
 
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ({}, {"binding": True, "no_cursors": False}),
-        ({"DATABASE_TRANSACTION_POOLING": "1"}, {"binding": False, "no_cursors": True}),
-        ({"DATABASE_SERVER_SIDE_BINDING": "0"}, {"binding": False, "no_cursors": False}),
+        ({}, {"binding": True, "no_cursors": False, "prepare": 5}),
+        (
+            {"DATABASE_TRANSACTION_POOLING": "1"},
+            {"binding": False, "no_cursors": True, "prepare": None},
+        ),
+        (
+            {"DATABASE_SERVER_SIDE_BINDING": "0"},
+            {"binding": False, "no_cursors": False, "prepare": None},
+        ),
+        ({"DATABASE_PREPARE_THRESHOLD": "2"}, {"binding": True, "no_cursors": False, "prepare": 2}),
+        (
+            {"DATABASE_PREPARE_THRESHOLD": "0"},
+            {"binding": True, "no_cursors": False, "prepare": None},
+        ),
     ],
 )
 def test_postgresql_prepares_statements_unless_a_transaction_pooler_sits_between(

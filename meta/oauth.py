@@ -50,7 +50,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from meta.client import DEFAULT_TIMEOUT, as_int, shared_session
+from meta.client import DEFAULT_TIMEOUT, as_int, proxies_for, shared_session
 
 FACEBOOK_LOGIN_SCOPES: tuple[str, ...] = (
     "instagram_basic",
@@ -349,7 +349,13 @@ def _call(
         timeout = (float(timeout[0]), float(timeout[1]))
     try:
         response = (session or shared_session()).request(
-            method, url, params=params, data=data, headers=headers, timeout=timeout
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            proxies=proxies_for(url),
         )
     except requests.RequestException as exc:
         # "from None": the original exception quotes the URL, with client_secret or a token.

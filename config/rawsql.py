@@ -7,12 +7,13 @@ atomic statement. Other databases (the zero-config demo's SQLite) run the plain 
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import connections
 from django.db.models import Model, QuerySet
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import UpdateQuery
 
 
 def combinable(queryset: QuerySet) -> bool:
@@ -28,17 +29,87 @@ def update_sql(queryset: QuerySet, fields: dict[str, Any]) -> tuple[str, list]:
     return sql, list(params)
 
 
+@dataclass(frozen=True)
+class Add:
+    """For ``row_update_sql``: add ``amount`` to the column (``attempts = attempts + 1``)."""
+
+    amount: int = 1
+
+
+@cache
+def _row_update_text(model: type[Model], where: tuple, fields: tuple, using: str) -> str:
+    meta, quote = model._meta, connections[using].ops.quote_name
+    sets = []
+    for name, adds in fields:
+        column = quote(meta.get_field(name).column)
+        sets.append(f"{column} = {column} + %s" if adds else f"{column} = %s")
+    conditions = []
+    for name, is_null in where:
+        column = quote(meta.get_field(name).column)
+        conditions.append(f"{column} IS NULL" if is_null else f"{column} = %s")
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608 - names only
+        f"WHERE {' AND '.join(conditions)}"
+    )
+
+
+def row_update_sql(
+    model: type[Model], where: dict[str, Any], fields: dict[str, Any], *, using: str = "default"
+) -> tuple[str, list]:
+    """``model.objects.filter(**where).update(**fields)`` as SQL and parameters, for filters on
+    equal values (None: IS NULL) and plain values (or ``Add``), prepared for the database by
+    each field as the ORM prepares them: no query is built or compiled, and the SQL text is
+    made once per shape (the hot paths' UPDATEs; docs/performance.md)."""
+    connection = connections[using]
+    meta = model._meta
+    text = _row_update_text(
+        model,
+        tuple((name, value is None) for name, value in where.items()),
+        tuple((name, isinstance(value, Add)) for name, value in fields.items()),
+        using,
+    )
+    params = [
+        value.amount
+        if isinstance(value, Add)
+        else meta.get_field(name).get_db_prep_save(value, connection)
+        for name, value in fields.items()
+    ]
+    params += [
+        meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+        for name, value in where.items()
+        if value is not None
+    ]
+    return text, params
+
+
+@cache
+def _insert_text(model: type[Model], rows: int, ignore_conflicts: bool, using: str) -> str:
+    meta, quote = model._meta, connections[using].ops.quote_name
+    columns = [quote(f.column) for f in meta.concrete_fields if not f.primary_key]
+    row = f"({', '.join(['%s'] * len(columns))})"
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - names only
+        f"VALUES {', '.join([row] * rows)}"
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
+
+
 def insert_sql(
     objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = "default"
 ) -> tuple[str, list]:
-    """The INSERT that ``bulk_create(objs)`` would run (new objects of one model), as SQL and
-    parameters; ``ignore_conflicts`` adds ON CONFLICT DO NOTHING."""
+    """The INSERT that ``bulk_create(objs)`` would run (new objects of one model, PostgreSQL),
+    as SQL and parameters; ``ignore_conflicts`` adds ON CONFLICT DO NOTHING. Values are
+    prepared by each field as the ORM's INSERT does (``pre_save`` fills auto_now_add), and
+    the SQL text is made once per model and number of rows."""
     model = type(objs[0])
+    connection = connections[using]
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    query = InsertQuery(model, on_conflict=OnConflict.IGNORE if ignore_conflicts else None)
-    query.insert_values(fields, list(objs))
-    ((sql, params),) = query.get_compiler(using).as_sql()
-    return sql, list(params)
+    params = [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for obj in objs
+        for field in fields
+    ]
+    return _insert_text(model, len(objs), ignore_conflicts, using), params
 
 
 def run_together(

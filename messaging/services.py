@@ -304,9 +304,14 @@ def delivery_dispatch(
     """Hand a queued delivery to the send queue (called by the pacer once budget allows,
     or `countdown` seconds before it will)."""
     now = now or timezone.now()
-    taken = Delivery.objects.filter(
-        pk=delivery_id, status=DeliveryStatus.QUEUED, dispatched_at__isnull=True
-    ).update(dispatched_at=now)
+    queued = {"id": delivery_id, "status": DeliveryStatus.QUEUED, "dispatched_at": None}
+    taken = Delivery.objects.filter(**queued)
+    if rawsql.combinable(taken):
+        with connection.cursor() as cursor:
+            cursor.execute(*rawsql.row_update_sql(Delivery, queued, {"dispatched_at": now}))
+            taken = cursor.rowcount
+    else:
+        taken = taken.update(dispatched_at=now)
     if not taken:
         return False
     return _hand_over(delivery_id, countdown, backlog=backlog, kind=kind)
@@ -385,27 +390,33 @@ def deliveries_dispatch(
     has a backlog of sends (they go to the sends_bulk queue)."""
     if not chosen:
         return 0
-    taken = Delivery.objects.filter(
-        pk__in=[delivery_id for delivery_id, _, _ in chosen],
-        status=DeliveryStatus.QUEUED,
-        dispatched_at__isnull=True,
-    )
-    if len(chosen) == 1 or not rawsql.combinable(taken):
+    if len(chosen) == 1 or not rawsql.combinable(Delivery.objects.all()):
         return sum(
             delivery_dispatch(
                 delivery_id=delivery_id, now=now, countdown=countdown, backlog=backlog, kind=kind
             )
             for delivery_id, countdown, kind in chosen
         )
-    rows = rawsql.run_together(
-        taken, [rawsql.update_sql(taken, {"dispatched_at": now})], returning="id", many=True
-    )
-    ids = {row[0] for row in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DISPATCH_SQL,
+            [now, [delivery_id for delivery_id, _, _ in chosen], DeliveryStatus.QUEUED],
+        )
+        ids = {row[0] for row in cursor.fetchall()}
     return sum(
         _hand_over(delivery_id, countdown, backlog=backlog, kind=kind)
         for delivery_id, countdown, kind in chosen
         if delivery_id in ids
     )
+
+
+# Those still queued and not dispatched by another pacer run (one array parameter: the same
+# text whatever the number of deliveries, so PostgreSQL keeps it prepared).
+_DISPATCH_SQL = """
+UPDATE messaging_delivery SET dispatched_at = %s
+WHERE id = ANY(%s) AND status = %s AND dispatched_at IS NULL
+RETURNING id
+"""
 
 
 def _finish(
@@ -919,13 +930,17 @@ def _send_claimed(delivery: Delivery) -> Delivery:
     return _handle_refusal(delivery, result)
 
 
-def _claim_held(delivery: Delivery) -> QuerySet:
+def _claim_held_where(delivery: Delivery) -> dict[str, Any]:
     """The delivery's row while this worker's claim holds (status sending, its claim time)."""
-    return Delivery.objects.filter(
-        pk=delivery.pk,
-        status=DeliveryStatus.SENDING,
-        sending_started_at=delivery.sending_started_at,
-    )
+    return {
+        "id": delivery.pk,
+        "status": DeliveryStatus.SENDING,
+        "sending_started_at": delivery.sending_started_at,
+    }
+
+
+def _claim_held(delivery: Delivery) -> QuerySet:
+    return Delivery.objects.filter(**_claim_held_where(delivery))
 
 
 _ATTEMPT_STARTED_SQL = """
@@ -947,9 +962,13 @@ def _start_call(delivery: Delivery, started_at: datetime) -> DeliveryAttempt | N
     marks the delivery unknown instead of resending it.
     """
     claim = _claim_held(delivery)
-    counted = {"attempts": F("attempts") + 1, "call_started_at": started_at}
     if rawsql.combinable(claim):
-        update, params = rawsql.update_sql(claim, counted)
+        update, params = rawsql.row_update_sql(
+            Delivery,
+            _claim_held_where(delivery),
+            {"attempts": rawsql.Add(1), "call_started_at": started_at},
+            using=claim.db,
+        )
         statement = _ATTEMPT_STARTED_SQL.format(update=update, table='"messaging_delivery"')
         with connection.cursor() as cursor:
             cursor.execute(statement, [*params, started_at, IN_FLIGHT])
@@ -961,7 +980,7 @@ def _start_call(delivery: Delivery, started_at: datetime) -> DeliveryAttempt | N
         )
         attempt.outcome = IN_FLIGHT
     else:
-        if not claim.update(**counted):
+        if not claim.update(attempts=F("attempts") + 1, call_started_at=started_at):
             return None
         attempt = DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -1046,10 +1065,10 @@ def _settle_sent_or_unknown(
     row = rawsql.run_together(
         claim,
         [
-            rawsql.update_sql(
-                DeliveryAttempt.objects.filter(pk=attempt.pk), _attempt_fields(result)
+            rawsql.row_update_sql(
+                DeliveryAttempt, {"id": attempt.pk}, _attempt_fields(result), using=claim.db
             ),
-            rawsql.update_sql(claim, fields),
+            rawsql.row_update_sql(Delivery, _claim_held_where(delivery), fields, using=claim.db),
         ],
         returning=_SENDS_WAITING_SQL,
         returning_params=[delivery.account_id, DeliveryStatus.QUEUED],

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 import messaging.pacer
@@ -116,3 +117,62 @@ def test_the_connection_prepares_a_statement_it_runs_often():
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any("messaging_delivery" in statement for statement in prepared), prepared
+
+
+# --- config/rawsql.py: UPDATE and INSERT text made once per shape ---------------------------------
+def test_a_row_update_changes_what_the_orm_update_would():
+    from config import rawsql
+    from messaging.models import DeliveryAttempt
+
+    sent_at = timezone.now()
+    ours, theirs = DeliveryFactory(), DeliveryFactory()
+    for delivery in (ours, theirs):
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.SENDING, sending_started_at=None, attempts=2
+        )
+    where = {"id": ours.pk, "status": DeliveryStatus.SENDING, "sending_started_at": None}
+    fields = {"status": DeliveryStatus.SENT, "sent_at": sent_at, "attempts": rawsql.Add(1)}
+    fields |= {"payload": {"text": "new ü"}, "next_attempt_at": None, "meta_code": None}
+    sql, params = rawsql.row_update_sql(Delivery, where, fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        assert cursor.rowcount == 1
+    Delivery.objects.filter(
+        pk=theirs.pk, status=DeliveryStatus.SENDING, sending_started_at=None
+    ).update(
+        status=DeliveryStatus.SENT,
+        sent_at=sent_at,
+        attempts=F("attempts") + 1,
+        payload={"text": "new ü"},
+        next_attempt_at=None,
+        meta_code=None,
+    )
+    compared = ["status", "sent_at", "attempts", "payload", "next_attempt_at", "meta_code"]
+    ours_now, theirs_now = (
+        Delivery.objects.values(*compared).get(pk=pk) for pk in (ours.pk, theirs.pk)
+    )
+    assert ours_now == theirs_now and ours_now["attempts"] == 3
+    # A condition that no longer holds changes nothing.
+    with connection.cursor() as cursor:
+        cursor.execute(*rawsql.row_update_sql(Delivery, {**where, "status": "queued"}, fields))
+        assert cursor.rowcount == 0
+    assert DeliveryAttempt.objects.count() == 0
+
+
+def test_an_insert_stores_what_bulk_create_would():
+    from config import rawsql
+
+    account = InstagramAccountFactory()
+    made = [DeliveryFactory.build(account=account, contact=None) for _ in range(2)]
+    sql, params = rawsql.insert_sql(made)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING id", params)
+        ids = [row[0] for row in cursor.fetchall()]
+    stored = Delivery.objects.filter(pk__in=ids).order_by("pk")
+    assert [d.dedupe_key for d in stored] == [d.dedupe_key for d in made]
+    assert all(d.created_at is not None for d in stored)  # auto_now_add filled
+    assert all(d.payload == {"text": "Here is the guide"} for d in stored)
+    # Conflicts ignored when asked: the same rows again insert nothing.
+    with connection.cursor() as cursor:
+        cursor.execute(rawsql.insert_sql(made, ignore_conflicts=True)[0], params)
+        assert cursor.rowcount == 0

@@ -153,16 +153,9 @@ def _insert_unless_held(event: WebhookEvent, *, notify: bool = False) -> bool:
     `notify` (PostgreSQL): the same statement also NOTIFYs the relay's channel with the new
     id, delivered when it commits: no second round trip, and no notification for a duplicate.
     """
-    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
+    insert, values = rawsql.insert_sql([event], using=connection.alias)
     quote = connection.ops.quote_name
-    values = [field.get_db_prep_save(field.pre_save(event, True), connection) for field in fields]
-    # Only the model's own table and column names, quoted, go into the text.
-    sql = (
-        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} "  # noqa: S608
-        f"({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING RETURNING {quote('id')}"
-    )
+    sql = f"{insert} ON CONFLICT ({quote('dedupe_key')}) DO NOTHING RETURNING {quote('id')}"
     if notify:
         sql = f"WITH new AS ({sql}) SELECT id, pg_notify(%s, id::text)::text FROM new"  # noqa: S608
         values.append(RELAY_CHANNEL)
@@ -493,7 +486,7 @@ def _save_processed(event: WebhookEvent, *, replace: bool, run: _Processing) -> 
     if parts:
         writes.append(rawsql.insert_sql(parts))
     values = {name: getattr(event, name) for name in _PROCESSED_FIELDS}
-    writes.append(rawsql.update_sql(events, values))
+    writes.append(rawsql.row_update_sql(WebhookEvent, {"id": event.pk}, values, using=events.db))
     rawsql.run_together(events, writes)
 
 
@@ -561,14 +554,19 @@ def _count_attempt(event_id: int) -> bool | None:
     whether any account waits for its next post (asked in the same statement on
     PostgreSQL; None elsewhere, where processing asks itself)."""
     pending = WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
-    counted = {"processing_attempts": F("processing_attempts") + 1}
     if not rawsql.combinable(pending):
-        pending.update(**counted)
+        pending.update(processing_attempts=F("processing_attempts") + 1)
         return None
     waiting_sql, waiting_params = trigger_services.next_post_waiting_sql()
+    counted = rawsql.row_update_sql(
+        WebhookEvent,
+        {"id": event_id, "state": EventState.PENDING},
+        {"processing_attempts": rawsql.Add(1)},
+        using=pending.db,
+    )
     row = rawsql.run_together(
         pending,
-        [rawsql.update_sql(pending, counted)],
+        [counted],
         returning=f"EXISTS ({waiting_sql})",
         returning_params=waiting_params,
     )

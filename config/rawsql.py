@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import F, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
 
@@ -80,6 +80,22 @@ def row_update_sql(
         if value is not None
     ]
     return text, params
+
+
+def update_rows(
+    model: type[Model], where: dict[str, Any], fields: dict[str, Any], *, using: str = "default"
+) -> int:
+    """Run ``row_update_sql`` (PostgreSQL; elsewhere the ORM's update) and return how many
+    rows it changed."""
+    if connections[using].vendor != "postgresql":
+        values = {
+            name: F(name) + value.amount if isinstance(value, Add) else value
+            for name, value in fields.items()
+        }
+        return model._default_manager.using(using).filter(**where).update(**values)
+    with connections[using].cursor() as cursor:
+        cursor.execute(*row_update_sql(model, where, fields, using=using))
+        return cursor.rowcount
 
 
 @cache

@@ -305,14 +305,7 @@ def delivery_dispatch(
     or `countdown` seconds before it will)."""
     now = now or timezone.now()
     queued = {"id": delivery_id, "status": DeliveryStatus.QUEUED, "dispatched_at": None}
-    taken = Delivery.objects.filter(**queued)
-    if rawsql.combinable(taken):
-        with connection.cursor() as cursor:
-            cursor.execute(*rawsql.row_update_sql(Delivery, queued, {"dispatched_at": now}))
-            taken = cursor.rowcount
-    else:
-        taken = taken.update(dispatched_at=now)
-    if not taken:
+    if not rawsql.update_rows(Delivery, queued, {"dispatched_at": now}):
         return False
     return _hand_over(delivery_id, countdown, backlog=backlog, kind=kind)
 
@@ -591,7 +584,8 @@ def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
             accounts.filter(usage_percent__gt=0).update(usage_percent=0)
             account.usage_percent = 0
         return
-    accounts.update(usage_percent=min(100, result.usage.max_percent))
+    percent = min(100, result.usage.max_percent)
+    rawsql.update_rows(InstagramAccount, {"id": account.pk}, {"usage_percent": percent})
     if result.usage.regain_access_seconds > 0:
         account_services.account_pause(
             account=account,

@@ -176,3 +176,12 @@ def test_an_insert_stores_what_bulk_create_would():
     with connection.cursor() as cursor:
         cursor.execute(rawsql.insert_sql(made, ignore_conflicts=True)[0], params)
         assert cursor.rowcount == 0
+
+
+def test_update_rows_says_how_many_rows_it_changed():
+    from config import rawsql
+
+    delivery = DeliveryFactory(attempts=1)
+    assert rawsql.update_rows(Delivery, {"id": delivery.pk}, {"attempts": rawsql.Add(2)}) == 1
+    assert rawsql.update_rows(Delivery, {"id": -1}, {"attempts": rawsql.Add(2)}) == 0
+    assert Delivery.objects.get(pk=delivery.pk).attempts == 3

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Contact, InstagramAccount
 from config import rawsql
+from config.prepared import PreparedStatement
 from messaging import services as messaging_services
 from messaging.models import Delivery, DeliveryKind
 from meta.payloads import CommentEvent, MessagingEvent, MessagingKind
@@ -325,10 +326,18 @@ def accounts_waiting_for_next_post() -> set[int]:
     return set(_next_post_triggers_enabled().values_list("account_id", flat=True).distinct())
 
 
-def next_post_waiting_sql() -> tuple[str, tuple]:
+def _next_post_waiting() -> tuple[str, tuple]:
+    return _next_post_triggers_enabled().values("pk")[:1].query.sql_with_params()
+
+
+# Asked for every event: compiled once per process (config/prepared.py).
+_NEXT_POST_WAITING = PreparedStatement(_next_post_waiting)
+
+
+def next_post_waiting_sql() -> tuple[str, list]:
     """SQL (and parameters) of a query with a row when any account has an enabled "next
     post" trigger: processing asks it together with another statement."""
-    return _next_post_triggers_enabled().values("pk")[:1].query.sql_with_params()
+    return _NEXT_POST_WAITING.bound_sql()
 
 
 def _waiting_for_next_post(account: InstagramAccount) -> list[Trigger]:

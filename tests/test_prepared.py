@@ -10,6 +10,7 @@ from django.utils import timezone
 
 import messaging.pacer
 import messaging.services
+import triggers.services
 import webhooks.services
 from config.prepared import SHAPE, PreparedRead, PreparedStatement, registered
 from messaging.models import Delivery, DeliveryStatus
@@ -31,6 +32,12 @@ def _values(statement, account, delivery, now):
     return {name: known[name] for name in statement.kinds}
 
 
+def _comparable(params: list) -> list:
+    # JSON parameters are adapter objects (psycopg's Jsonb) without equality: compare what
+    # they hold.
+    return [getattr(param, "obj", param) for param in params]
+
+
 def test_every_prepared_statement_binds_to_what_the_orm_builds():
     account = InstagramAccountFactory()
     delivery = DeliveryFactory(account=account)
@@ -43,11 +50,15 @@ def test_every_prepared_statement_binds_to_what_the_orm_builds():
         messaging.services._CLAIMED.name,
         messaging.pacer._ACCOUNT_AND_SENDS.name,
         webhooks.services._ACCOUNTS_WITH_VERSIONS.name,
+        triggers.services._NEXT_POST_WAITING.name,
     } <= names
     for statement in statements:
         for shift in (0, 1):  # the second call binds new values into the cached statement
             values = _values(statement, account, delivery, timezone.now() + timedelta(shift))
-            assert statement.bound_sql(**values) == statement.fresh_sql(**values), statement.name
+            bound_sql, bound = statement.bound_sql(**values)
+            fresh_sql, fresh = statement.fresh_sql(**values)
+            assert bound_sql == fresh_sql, statement.name
+            assert _comparable(bound) == _comparable(fresh), statement.name
 
 
 def test_a_prepared_read_gives_the_orm_objects_with_related_rows_and_annotations():

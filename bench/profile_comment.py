@@ -110,7 +110,7 @@ def category(filename: str, name: str) -> str:
 
 
 # --- the child: the product's code paths, in-process ----------------------------------------------
-def child(comments: int, warmup: int, top: int) -> None:
+def child(comments: int, warmup: int, top: int, dump: str = "") -> None:
     import django
 
     django.setup()
@@ -153,6 +153,8 @@ def child(comments: int, warmup: int, top: int) -> None:
     profiled_cpu = (time.process_time() - cpu0) / comments
 
     stats = pstats.Stats(profiler)
+    if dump:
+        stats.dump_stats(dump)  # for pstats or snakeviz: callers, callees, cumulative
     shares: dict[str, float] = {}
     functions = []
     ours = []
@@ -211,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db-name", default="instadm_bench_profile")
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    p.add_argument("--dump", default="", help="also write the raw profile (pstats) here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.comments, args.warmup, args.top)
+        child(args.comments, args.warmup, args.top, args.dump)
         return 0
 
     import tempfile
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 *(PYTHON, __file__, "--child", "--comments", str(args.comments)),
                 *("--warmup", str(args.warmup), "--top", str(args.top)),
+                *(("--dump", str(Path(args.dump).resolve())) if args.dump else ()),
             ],
             cwd=ROOT,
             env=env,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connections
+from django.db import connections, router
 from django.db.models import F, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
@@ -19,6 +19,12 @@ from django.db.models.sql import UpdateQuery
 def combinable(queryset: QuerySet) -> bool:
     """Whether writes on this queryset's database can be joined into one statement."""
     return connections[queryset.db].vendor == "postgresql"
+
+
+def on_postgresql(model: type[Model]) -> bool:
+    """``combinable`` for a model's database, without building a queryset to ask (on the hot
+    paths building one costs more than the answer)."""
+    return connections[router.db_for_write(model)].vendor == "postgresql"
 
 
 def update_sql(queryset: QuerySet, fields: dict[str, Any]) -> tuple[str, list]:
@@ -129,7 +135,7 @@ def insert_sql(
 
 
 def run_together(
-    queryset: QuerySet,
+    queryset: QuerySet | str,
     updates: Sequence[tuple[str, list]],
     *,
     returning: str = "",
@@ -146,7 +152,8 @@ def run_together(
         params.extend(cte_params)
     prefix = f"WITH {', '.join(ctes)} " if ctes else ""
     statement = f"{prefix}{last_sql}" + (f" RETURNING {returning}" if returning else "")
-    with connections[queryset.db].cursor() as cursor:
+    using = queryset if isinstance(queryset, str) else queryset.db
+    with connections[using].cursor() as cursor:
         cursor.execute(statement, [*params, *last_params, *returning_params])
         if not returning:
             return None

@@ -162,11 +162,10 @@ def _account_and_its_sends(
     """The account, its sends on their way by lane and its oldest due sends (as many as
     could be dispatched), read by one query on PostgreSQL; elsewhere only the account
     (the others None: the pacer asks for them itself)."""
-    accounts = InstagramAccount.objects.filter(pk=account_id)
-    if not rawsql.combinable(accounts):
-        return accounts.first(), None, None
+    if not rawsql.on_postgresql(InstagramAccount):
+        return InstagramAccount.objects.filter(pk=account_id).first(), None, None
     account = _ACCOUNT_AND_SENDS.first(
-        accounts.db, account_id=account_id, now=now, most=settings.PACER_MAX_IN_FLIGHT
+        account_id=account_id, now=now, most=settings.PACER_MAX_IN_FLIGHT
     )
     if account is None:
         return None, None, None
@@ -194,7 +193,10 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
         pacer_request(account_id, delay=(account.paused_until - now).total_seconds())
         return {"dispatched": 0, "why": f"paused until {account.paused_until.isoformat()}"}
 
-    queued = Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
+    def queued() -> QuerySet:
+        # Built only when asked: on PostgreSQL the account's read above usually answers.
+        return Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
+
     if on_the_way is None:
         on_the_way = _lanes(
             _on_the_way(Delivery.objects.filter(account_id=account_id))
@@ -207,17 +209,23 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     dispatched, wait = 0, None
     chosen: list[tuple[int, float, str]] = []  # (delivery, countdown, kind): dispatched below
     if free > 0:
-        due = queued.filter(_due(now), dispatched_at__isnull=True).order_by("created_at", "pk")
         blocked: set[str] = set()
+
+        def due_sends() -> QuerySet:
+            due = queued().filter(_due(now), dispatched_at__isnull=True)
+            due = due.order_by("created_at", "pk")
+            if chosen:  # chosen by an earlier look, not yet marked dispatched
+                due = due.exclude(pk__in=[delivery_id for delivery_id, _, _ in chosen])
+            return due.exclude(_not_in_lanes(blocked)) if blocked else due
+
         # Oldest first. When a lane's budget is spent (private replies at their hourly
         # limit), look again without it, so it never hides the DMs and public replies
         # queued behind it; at most once per lane.
         for look in range(len(Lane.values)):
-            pending = due.exclude(_not_in_lanes(blocked)) if blocked else due
             if look == 0 and first_due is not None:
                 candidates = first_due[:free]  # read with the account
             else:
-                candidates = list(pending.values_list("pk", "kind", "lane")[:free])
+                candidates = list(due_sends().values_list("pk", "kind", "lane")[:free])
             newly_blocked = False
             for delivery_id, kind, lane in candidates:
                 lane = lane or kind
@@ -241,8 +249,6 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
                 free -= 1
             if free <= 0 or not newly_blocked or len(candidates) == 0:
                 break
-            # The next look excludes what was chosen already (not yet marked dispatched).
-            due = due.exclude(pk__in=[delivery_id for delivery_id, _, _ in chosen])
         # An account with more sends due and on their way than it may have in flight has a
         # backlog: backlog work, which never takes every worker slot (config/backlog.py).
         due_now = len(first_due) if first_due is not None else len(candidates)
@@ -257,9 +263,11 @@ def account_pace(*, account_id: int, now: datetime | None = None) -> dict:
     elif in_flight + dispatched == 0:
         # Sends on their way pace the account again when they finish: the last of them
         # looks for later work; asking here as well would be a statement per pass for nothing.
-        later = queued.filter(dispatched_at__isnull=True, next_attempt_at__gt=now).aggregate(
-            at=Min("next_attempt_at")
-        )["at"]
+        later = (
+            queued()
+            .filter(dispatched_at__isnull=True, next_attempt_at__gt=now)
+            .aggregate(at=Min("next_attempt_at"))["at"]
+        )
         if later is not None and later - now <= timedelta(seconds=MAX_COUNTDOWN_SECONDS):
             pacer_request(account_id, delay=(later - now).total_seconds())
     return {"dispatched": dispatched, "in_flight": in_flight + dispatched, "wait": wait}

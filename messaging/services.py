@@ -576,12 +576,13 @@ def _retry_or_fail(delivery: Delivery, result: GraphResult, wait_seconds: float)
 
 
 def _apply_usage(account: InstagramAccount, result: GraphResult) -> None:
-    accounts = InstagramAccount.objects.filter(pk=account.pk)
     if result.usage is None:
         # Meta sends usage headers only once usage is noticeable: none means low again. (No
         # write when the account, as loaded with the delivery, was low already.)
         if result.ok and account.usage_percent:
-            accounts.filter(usage_percent__gt=0).update(usage_percent=0)
+            InstagramAccount.objects.filter(pk=account.pk, usage_percent__gt=0).update(
+                usage_percent=0
+            )
             account.usage_percent = 0
         return
     percent = min(100, result.usage.max_percent)
@@ -955,13 +956,11 @@ def _start_call(delivery: Delivery, started_at: datetime) -> DeliveryAttempt | N
     worker dies mid-request the row says the request may have reached Meta, so recovery
     marks the delivery unknown instead of resending it.
     """
-    claim = _claim_held(delivery)
-    if rawsql.combinable(claim):
+    if rawsql.on_postgresql(Delivery):
         update, params = rawsql.row_update_sql(
             Delivery,
             _claim_held_where(delivery),
             {"attempts": rawsql.Add(1), "call_started_at": started_at},
-            using=claim.db,
         )
         statement = _ATTEMPT_STARTED_SQL.format(update=update, table='"messaging_delivery"')
         with connection.cursor() as cursor:
@@ -974,6 +973,7 @@ def _start_call(delivery: Delivery, started_at: datetime) -> DeliveryAttempt | N
         )
         attempt.outcome = IN_FLIGHT
     else:
+        claim = _claim_held(delivery)
         if not claim.update(attempts=F("attempts") + 1, call_started_at=started_at):
             return None
         attempt = DeliveryAttempt.objects.create(
@@ -1051,18 +1051,15 @@ def _settle_sent_or_unknown(
         }
     fields = {"reason": "", "detail": "", "finished_at": now, "next_attempt_at": None, **fields}
     fields.update(_meta_fields(result))
-    claim = _claim_held(delivery)
-    if not rawsql.combinable(claim):
+    if not rawsql.on_postgresql(Delivery):
         with transaction.atomic():
             _record_attempt(attempt, result)
             return _finish(delivery, **fields)
     row = rawsql.run_together(
-        claim,
+        router.db_for_write(Delivery),
         [
-            rawsql.row_update_sql(
-                DeliveryAttempt, {"id": attempt.pk}, _attempt_fields(result), using=claim.db
-            ),
-            rawsql.row_update_sql(Delivery, _claim_held_where(delivery), fields, using=claim.db),
+            rawsql.row_update_sql(DeliveryAttempt, {"id": attempt.pk}, _attempt_fields(result)),
+            rawsql.row_update_sql(Delivery, _claim_held_where(delivery), fields),
         ],
         returning=_SENDS_WAITING_SQL,
         returning_params=[delivery.account_id, DeliveryStatus.QUEUED],

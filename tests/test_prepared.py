@@ -23,6 +23,7 @@ def _values(statement, account, delivery, now):
     """Real values for each argument a statement of the hot path takes."""
     known = {
         "delivery_id": delivery.pk,
+        "event_id": delivery.pk + 1,
         "account_id": account.pk,
         "now": now,
         "lease_until": now + timedelta(seconds=30),
@@ -51,6 +52,7 @@ def test_every_prepared_statement_binds_to_what_the_orm_builds():
         messaging.pacer._ACCOUNT_AND_SENDS.name,
         webhooks.services._ACCOUNTS_WITH_VERSIONS.name,
         triggers.services._NEXT_POST_WAITING.name,
+        webhooks.services._EVENT_LOCKED.name,
     } <= names
     for statement in statements:
         for shift in (0, 1):  # the second call binds new values into the cached statement

@@ -73,8 +73,7 @@ def public_reply_pick(trigger: Trigger) -> str:
         return ""
     if len(variants) == 1:
         return variants[0]  # nothing to rotate: no statement
-    triggers = Trigger.objects.filter(pk=trigger.pk)
-    if rawsql.combinable(triggers):
+    if rawsql.on_postgresql(Trigger):
         # Read and written together: the trigger may be a cached copy, and another worker
         # may pick at the same time.
         with connection.cursor() as cursor:
@@ -84,6 +83,7 @@ def public_reply_pick(trigger: Trigger) -> str:
             trigger.last_public_reply_index = row[0]
             return variants[row[0]]
     # Read fresh: the trigger may be a cached copy, and another worker may have picked since.
+    triggers = Trigger.objects.filter(pk=trigger.pk)
     last = triggers.values_list("last_public_reply_index", flat=True).first()
     indices = list(range(len(variants)))
     if last in indices:

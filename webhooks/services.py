@@ -9,7 +9,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, router, transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -235,10 +235,9 @@ def webhook_event_schedule(*, event_id: int, account_ids: list[str] | None = Non
 def _accounts_for_processing(instagram_ids: list[str]) -> list[InstagramAccount]:
     """The accounts an event names, with their workspace and (PostgreSQL) their triggers'
     versions: matching then needs no statement of its own to know its index is current."""
-    accounts = accounts_named(instagram_ids).select_related("workspace")
-    if rawsql.combinable(accounts):
-        return _ACCOUNTS_WITH_VERSIONS.fetch(accounts.db, instagram_ids=instagram_ids)
-    return list(accounts)
+    if rawsql.on_postgresql(InstagramAccount):
+        return _ACCOUNTS_WITH_VERSIONS.fetch(instagram_ids=instagram_ids)
+    return list(accounts_named(instagram_ids).select_related("workspace"))
 
 
 def _accounts_with_versions(instagram_ids: list[str]) -> QuerySet[InstagramAccount]:
@@ -467,8 +466,7 @@ _PROCESSED_FIELDS = ["state", "error", "result", "processed_at"]
 def _save_processed(event: WebhookEvent, *, replace: bool, run: _Processing) -> None:
     """The event's outcome, its per-account parts and its account links, written by one
     statement on PostgreSQL (the last writes of the event's transaction)."""
-    events = WebhookEvent.objects.filter(pk=event.pk)
-    if replace or not rawsql.combinable(events):
+    if replace or not rawsql.on_postgresql(WebhookEvent):
         _store_parts(event, replace=replace, run=run)
         event.save(update_fields=_PROCESSED_FIELDS)
         return
@@ -486,8 +484,8 @@ def _save_processed(event: WebhookEvent, *, replace: bool, run: _Processing) -> 
     if parts:
         writes.append(rawsql.insert_sql(parts))
     values = {name: getattr(event, name) for name in _PROCESSED_FIELDS}
-    writes.append(rawsql.row_update_sql(WebhookEvent, {"id": event.pk}, values, using=events.db))
-    rawsql.run_together(events, writes)
+    writes.append(rawsql.row_update_sql(WebhookEvent, {"id": event.pk}, values))
+    rawsql.run_together(router.db_for_write(WebhookEvent), writes)
 
 
 def webhook_events_split(*, after_pk: int = 0, batch_size: int = 500) -> tuple[int | None, int]:
@@ -553,24 +551,27 @@ def _count_attempt(event_id: int) -> bool | None:
     """Count a processing attempt (committed at once: a crash still counts), and say
     whether any account waits for its next post (asked in the same statement on
     PostgreSQL; None elsewhere, where processing asks itself)."""
-    pending = WebhookEvent.objects.filter(pk=event_id, state=EventState.PENDING)
-    if not rawsql.combinable(pending):
-        pending.update(processing_attempts=F("processing_attempts") + 1)
+    pending = {"id": event_id, "state": EventState.PENDING}
+    counted = {"processing_attempts": rawsql.Add(1)}
+    if not rawsql.on_postgresql(WebhookEvent):
+        rawsql.update_rows(WebhookEvent, pending, counted)
         return None
     waiting_sql, waiting_params = trigger_services.next_post_waiting_sql()
-    counted = rawsql.row_update_sql(
-        WebhookEvent,
-        {"id": event_id, "state": EventState.PENDING},
-        {"processing_attempts": rawsql.Add(1)},
-        using=pending.db,
-    )
     row = rawsql.run_together(
-        pending,
-        [counted],
+        router.db_for_write(WebhookEvent),
+        [rawsql.row_update_sql(WebhookEvent, pending, counted)],
         returning=f"EXISTS ({waiting_sql})",
         returning_params=waiting_params,
     )
     return bool(row[0]) if row is not None else None
+
+
+def _event_locked(event_id: int) -> QuerySet[WebhookEvent]:
+    return WebhookEvent.objects.select_for_update().filter(pk=event_id)
+
+
+# Read for every event: compiled once per process (config/prepared.py).
+_EVENT_LOCKED = PreparedRead(_event_locked, event_id=int)
 
 
 def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
@@ -580,7 +581,7 @@ def webhook_event_process(*, event_id: int) -> WebhookEvent | None:
     try:
         with transaction.atomic():
             # The row lock makes a second worker wait, then see the event is no longer pending.
-            event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
+            event = _EVENT_LOCKED.first(event_id=event_id)
             if event is None or event.state != EventState.PENDING:
                 return event
             processed_before = event.processed_at is not None

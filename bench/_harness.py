@@ -84,6 +84,19 @@ def bench_env(
     return env
 
 
+def standin_env(args, var_dir: Path, standin_port: int, extra: dict | None = None) -> dict:
+    """``bench_env`` for a run's --db-name, --pg-url and --redis-url, with the Graph API base
+    URLs pointed at the stand-in on this port (never at Meta)."""
+    graph = f"http://127.0.0.1:{standin_port}/v24.0"
+    return bench_env(
+        db_name=args.db_name,
+        pg_url=args.pg_url,
+        redis_url=args.redis_url,
+        var_dir=var_dir,
+        extra={"META_GRAPH_URL": graph, "META_INSTAGRAM_GRAPH_URL": graph, **(extra or {})},
+    )
+
+
 SHOWN_SETTINGS = (
     "DEBUG",
     "DATABASE_URL",

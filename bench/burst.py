@@ -68,7 +68,6 @@ from _harness import (
     CpuMeter,
     Processes,
     QuietGate,
-    bench_env,
     code_version,
     command_line,
     cpu_speed_check,
@@ -87,6 +86,7 @@ from _harness import (
     remove_work_dir,
     run_checked,
     settings_summary,
+    standin_env,
     table,
     update_doc_section,
     wait_http,
@@ -1709,15 +1709,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="burst-bench-"))
     (work / "var").mkdir(exist_ok=True)
     ports = {"standin": free_port(), "web": free_port()}
-    graph = f"http://127.0.0.1:{ports['standin']}/v24.0"
-    env = bench_env(
-        db_name=args.db_name,
-        pg_url=args.pg_url,
-        redis_url=args.redis_url,
-        var_dir=work / "var",
-        extra={
-            "META_GRAPH_URL": graph,
-            "META_INSTAGRAM_GRAPH_URL": graph,
+    env = standin_env(
+        args,
+        work / "var",
+        ports["standin"],
+        {
             "SWEEP_INTERVAL_SECONDS": f"{args.sweep_interval:g}",
             "COMMENT_REPLY_LIMIT_PER_SECOND": str(args.comment_reply_limit),
         },

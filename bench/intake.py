@@ -42,7 +42,6 @@ from _harness import (
     CpuMeter,
     Processes,
     QuietGate,
-    bench_env,
     code_version,
     command_line,
     cpu_speed_check,
@@ -64,6 +63,7 @@ from _harness import (
     settings_summary,
     snapshot_project,
     sql_value,
+    standin_env,
     table,
     update_doc_section,
     wait_http,
@@ -854,18 +854,8 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_project(work)
     ok = False
     graph_port = free_port()
-    env = bench_env(
-        db_name=args.db_name,
-        pg_url=args.pg_url,
-        redis_url=args.redis_url,
-        var_dir=work / "var",
-        # Never a real Meta host: the stand-in when a worker runs, else a closed local port.
-        extra={
-            "META_GRAPH_URL": f"http://127.0.0.1:{graph_port}/v24.0",
-            "META_INSTAGRAM_GRAPH_URL": f"http://127.0.0.1:{graph_port}/v24.0",
-            "WEBHOOK_DISPATCH": args.dispatch,
-        },
-    )
+    # Never a real Meta host: the stand-in when a worker runs, else a closed local port.
+    env = standin_env(args, work / "var", graph_port, {"WEBHOOK_DISPATCH": args.dispatch})
     print(f"machine: {machine_info()}")
     print(f"logs: {work}")
     results: list[ConfigResult] = []

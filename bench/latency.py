@@ -35,7 +35,6 @@ from _harness import (
     CpuMeter,
     Processes,
     QuietGate,
-    bench_env,
     code_version,
     command_line,
     cpu_speed_check,
@@ -58,6 +57,7 @@ from _harness import (
     settings_summary,
     snapshot_project,
     sql_rows,
+    standin_env,
     table,
     update_doc_section,
     wait_http,
@@ -798,15 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshot:
         snapshot_project(work)
     standin_port, web_port = free_port(), free_port()
-    graph = f"http://127.0.0.1:{standin_port}/v24.0"
-    env = bench_env(
-        db_name=args.db_name,
-        pg_url=args.pg_url,
-        redis_url=args.redis_url,
-        var_dir=work / "var",
-        extra={
-            "META_GRAPH_URL": graph,
-            "META_INSTAGRAM_GRAPH_URL": graph,
+    env = standin_env(
+        args,
+        work / "var",
+        standin_port,
+        {
             "PRIVATE_REPLY_LIMIT_PER_HOUR": str(args.private_reply_limit),
             "WEBHOOK_DISPATCH": args.dispatch,
         },

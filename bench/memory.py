@@ -43,7 +43,6 @@ from _harness import (
     PYTHON,
     ROOT,
     Processes,
-    bench_env,
     command_line,
     free_port,
     machine_info,
@@ -54,6 +53,7 @@ from _harness import (
     remove_work_dir,
     run_checked,
     sql_value,
+    standin_env,
     table,
     update_doc_section,
     wait_http,
@@ -274,15 +274,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="instadm-bench-memory-"))
     standin_port = free_port()
-    graph = f"http://127.0.0.1:{standin_port}/v24.0"
-    env = bench_env(
-        db_name=args.db_name,
-        pg_url=args.pg_url,
-        redis_url=args.redis_url,
-        var_dir=work / "var",
-        extra={
-            "META_GRAPH_URL": graph,
-            "META_INSTAGRAM_GRAPH_URL": graph,
+    env = standin_env(
+        args,
+        work / "var",
+        standin_port,
+        {
             # beat's outbox sweeper, as in production, re-queues an event whose message was lost.
             "SWEEP_INTERVAL_SECONDS": "2",
             "PENDING_EVENT_GRACE_SECONDS": "30",

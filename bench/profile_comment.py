@@ -35,12 +35,12 @@ from _harness import (
     PYTHON,
     ROOT,
     Processes,
-    bench_env,
     free_port,
     machine_info,
     md_table,
     prepare_database,
     redis_cli,
+    standin_env,
     wait_http,
 )
 from _loadgen import comment_webhook
@@ -224,18 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="instadm-bench-profile-"))
     standin_port = free_port()
-    graph = f"http://127.0.0.1:{standin_port}/v24.0"
-    env = bench_env(
-        db_name=args.db_name,
-        pg_url=args.pg_url,
-        redis_url=args.redis_url,
-        var_dir=work / "var",
-        extra={
-            "META_GRAPH_URL": graph,
-            "META_INSTAGRAM_GRAPH_URL": graph,
-            "PRIVATE_REPLY_LIMIT_PER_HOUR": "1000000",
-        },
-    )
+    env = standin_env(args, work / "var", standin_port, {"PRIVATE_REPLY_LIMIT_PER_HOUR": "1000000"})
     print(f"machine: {machine_info()}")
     with Processes(work) as procs:
         procs.start("standin", [PYTHON, "-m", "meta.standin", "--port", str(standin_port)], env)

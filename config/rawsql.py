@@ -1,9 +1,12 @@
 """Several ORM writes sent to PostgreSQL as one statement, for the hot paths.
 
 Each statement is a round trip and a parse on both sides; on the send and processing paths
-they are most of the cost per comment (docs/performance.md). The SQL is Django's own (the
-ORM compiles each UPDATE), only joined as data-modifying CTEs, which PostgreSQL runs as one
-atomic statement. Other databases (the zero-config demo's SQLite) run the plain ORM calls.
+they are most of the cost per comment (docs/performance.md). Writes that go together are
+joined as data-modifying CTEs, which PostgreSQL runs as one atomic statement. Plain UPDATEs and
+INSERTs are written from the fields (values prepared by each field as the ORM does, the text
+made once per shape), since building and compiling a query cost more CPU than running it;
+``update_sql`` keeps the ORM's compiler for filters beyond equality. Other databases (the
+zero-config demo's SQLite) run the plain ORM calls.
 """
 
 from collections.abc import Sequence
@@ -16,14 +19,9 @@ from django.db.models import F, Model, QuerySet
 from django.db.models.sql import UpdateQuery
 
 
-def combinable(queryset: QuerySet) -> bool:
-    """Whether writes on this queryset's database can be joined into one statement."""
-    return connections[queryset.db].vendor == "postgresql"
-
-
 def on_postgresql(model: type[Model]) -> bool:
-    """``combinable`` for a model's database, without building a queryset to ask (on the hot
-    paths building one costs more than the answer)."""
+    """Whether writes to this model's database can be joined into one statement (asked of the
+    router: on the hot paths building a queryset to ask costs more than the answer)."""
     return connections[router.db_for_write(model)].vendor == "postgresql"
 
 
@@ -119,8 +117,8 @@ def _insert_text(model: type[Model], rows: int, ignore_conflicts: bool, using: s
 def insert_sql(
     objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = "default"
 ) -> tuple[str, list]:
-    """The INSERT that ``bulk_create(objs)`` would run (new objects of one model, PostgreSQL),
-    as SQL and parameters; ``ignore_conflicts`` adds ON CONFLICT DO NOTHING. Values are
+    """The INSERT that ``bulk_create(objs)`` would run (new objects of one model), as SQL and
+    parameters; ``ignore_conflicts`` adds ON CONFLICT DO NOTHING. Values are
     prepared by each field as the ORM's INSERT does (``pre_save`` fills auto_now_add), and
     the SQL text is made once per model and number of rows."""
     model = type(objs[0])
@@ -164,7 +162,7 @@ def insert_unless_present(objs: Sequence[Model], *, conflict_target: Sequence[st
     """``INSERT ... ON CONFLICT (conflict_target) DO NOTHING RETURNING id`` for new objects
     of one model, as one statement and without a savepoint (a failed INSERT inside a
     transaction would need one): each object inserted gets its id; one whose unique values
-    are there already keeps ``pk`` None. PostgreSQL only (see ``combinable``)."""
+    are there already keeps ``pk`` None. PostgreSQL only (see ``on_postgresql``)."""
     model = type(objs[0])
     using = objs[0]._state.db or "default"
     sql, params = insert_sql(objs, using=using)

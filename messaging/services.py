@@ -135,7 +135,7 @@ def deliveries_create(specs: list[dict]) -> list[Delivery]:
     new = [delivery_build(**spec) for spec in specs]
     if not new:
         return []
-    if not rawsql.combinable(Delivery.objects.all()):
+    if not rawsql.on_postgresql(Delivery):
         made = [_delivery_get_or_create(delivery) for delivery in new]
     else:
         rawsql.insert_unless_present(new, conflict_target=["account", "dedupe_key"])
@@ -383,7 +383,7 @@ def deliveries_dispatch(
     has a backlog of sends (they go to the sends_bulk queue)."""
     if not chosen:
         return 0
-    if len(chosen) == 1 or not rawsql.combinable(Delivery.objects.all()):
+    if len(chosen) == 1 or not rawsql.on_postgresql(Delivery):
         return sum(
             delivery_dispatch(
                 delivery_id=delivery_id, now=now, countdown=countdown, backlog=backlog, kind=kind

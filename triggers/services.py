@@ -217,7 +217,7 @@ def _answer(
     if (
         origin.comment_id
         and trigger_cooldown_seconds(trigger) <= 0
-        and rawsql.combinable(TriggerFiring.objects.all())
+        and rawsql.on_postgresql(TriggerFiring)
     ):
         fired = _fire_unless_answered(trigger, contact, origin)
         earlier = fired or None

@@ -299,9 +299,17 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def run_checked(argv: Sequence[str], env: dict[str, str], timeout: float = 180) -> str:
+def run_checked(
+    argv: Sequence[str], env: dict[str, str], timeout: float = 180, stdin: str | None = None
+) -> str:
     out = subprocess.run(
-        list(argv), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        list(argv),
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if out.returncode != 0:
         raise RuntimeError(

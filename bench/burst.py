@@ -202,18 +202,12 @@ def prepare(env: dict, args: argparse.Namespace, accounts: list[Account]) -> int
                 raise RuntimeError(f"connect_account {account.username} timed out") from None
             if proc.returncode != 0:
                 raise RuntimeError(f"connect_account {account.username} failed:\n{out[-2000:]}")
-    out = subprocess.run(
+    run_checked(
         [PYTHON, "manage.py", "import_triggers", "-"],
-        cwd=ROOT,
-        env=env,
-        input=trigger_file(accounts),
-        capture_output=True,
-        text=True,
+        env,
         timeout=120,
-        check=False,
+        stdin=trigger_file(accounts),
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"import_triggers failed:\n{out.stdout[-1000:]}{out.stderr[-2000:]}")
     viral = accounts[0]
     with db_connect(args) as conn, conn.cursor() as cur:
         # No command sets an account's budgets; an operator does it in the admin.

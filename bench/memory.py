@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _harness
 from _burst_helpers import json_call
 from _harness import (
     PYTHON,
-    ROOT,
     Processes,
     command_line,
     free_port,
@@ -128,18 +126,9 @@ def prepare(env: dict, args: argparse.Namespace) -> None:
             ],
             env,
         )
-    out = subprocess.run(
-        [PYTHON, "manage.py", "import_triggers", "-"],
-        cwd=ROOT,
-        env=env,
-        input=trigger_file(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    run_checked(
+        [PYTHON, "manage.py", "import_triggers", "-"], env, timeout=120, stdin=trigger_file()
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"import_triggers failed:\n{out.stdout[-1000:]}{out.stderr[-2000:]}")
 
 
 # --- processes and their memory ------------------------------------------------------------------

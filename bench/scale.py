@@ -50,7 +50,6 @@ from _burst_helpers import Account, Ids, comment_request
 from _burst_helpers import json_call as standin_call
 from _harness import (
     PYTHON,
-    ROOT,
     CpuMeter,
     Processes,
     QuietGate,
@@ -362,18 +361,12 @@ def prepare(env: dict, args, accounts: list[Account]) -> None:
             ],
             env,
         )
-    out = subprocess.run(
+    run_checked(
         [PYTHON, "manage.py", "import_triggers", "-"],
-        cwd=ROOT,
-        env=env,
-        input=trigger_file(accounts),
-        capture_output=True,
-        text=True,
+        env,
         timeout=120,
-        check=False,
+        stdin=trigger_file(accounts),
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"import_triggers failed:\n{out.stdout[-1000:]}{out.stderr[-2000:]}")
     low = accounts[-1]
     with db_connect(args) as conn, conn.cursor() as cur:
         # No command sets an account's budgets; an operator does it in the admin.

@@ -209,23 +209,9 @@ def test_an_event_the_broker_refused_is_published_on_the_next_try(relay_mode, mo
     assert queued == [event.pk]
 
 
-def test_the_sweeper_does_not_requeue_what_the_relay_just_handed_over(relay_mode, monkeypatch):
-    event = _receive()
-    # Received long ago (the relay was down), handed over by the relay only now.
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        received_at=timezone.now() - timezone.timedelta(seconds=120)
-    )
-    queued = []
-    monkeypatch.setattr(services, "webhook_event_publish", lambda **kw: queued.append("sweeper"))
-    monkeypatch.setattr(relay_module, "webhook_event_publish", lambda **kw: queued.append("relay"))
-    monkeypatch.setattr(services, "intake_backlog", lambda: 0)  # as if the queue were empty
-    with relay_connect() as conn:
-        assert relay_publish_pending(conn).published == 1
-    assert services.webhook_events_requeue_pending(older_than_seconds=15) == 0
-    assert queued == ["relay"]
-
-
-def test_the_relay_does_not_repeat_what_the_sweeper_queued(relay_mode, monkeypatch):
+def _old_event_and_both_publishers(monkeypatch) -> list[str]:
+    """An event received long ago (the relay was down); the sweeper's and the relay's
+    publishes recorded by who made them, the broker's queue as if empty."""
     event = _receive()
     WebhookEvent.objects.filter(pk=event.pk).update(
         received_at=timezone.now() - timezone.timedelta(seconds=120)
@@ -234,6 +220,20 @@ def test_the_relay_does_not_repeat_what_the_sweeper_queued(relay_mode, monkeypat
     monkeypatch.setattr(services, "webhook_event_publish", lambda **kw: queued.append("sweeper"))
     monkeypatch.setattr(relay_module, "webhook_event_publish", lambda **kw: queued.append("relay"))
     monkeypatch.setattr(services, "intake_backlog", lambda: 0)
+    return queued
+
+
+def test_the_sweeper_does_not_requeue_what_the_relay_just_handed_over(relay_mode, monkeypatch):
+    # Handed over by the relay only now.
+    queued = _old_event_and_both_publishers(monkeypatch)
+    with relay_connect() as conn:
+        assert relay_publish_pending(conn).published == 1
+    assert services.webhook_events_requeue_pending(older_than_seconds=15) == 0
+    assert queued == ["relay"]
+
+
+def test_the_relay_does_not_repeat_what_the_sweeper_queued(relay_mode, monkeypatch):
+    queued = _old_event_and_both_publishers(monkeypatch)
     assert services.webhook_events_requeue_pending(older_than_seconds=15) == 1
     with relay_connect() as conn:
         assert relay_publish_pending(conn).published == 0

@@ -22,6 +22,7 @@ from accounts.selectors import (
     accounts_named,
 )
 from config import rawsql
+from config.celery import INTENT_QUEUE
 from config.prepared import PreparedRead
 from messaging import receipts
 from messaging.sharedstate import shared_state
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 # After this many crashed processing attempts an event is marked failed instead of retried.
 MAX_PROCESSING_ATTEMPTS = 5
-MAIN_QUEUE, BULK_QUEUE, INTENT_QUEUE = "events", "events_bulk", "intent"
+MAIN_QUEUE, BULK_QUEUE = "events", "events_bulk"
 # The outcome of an update whose processing raised (its savepoint rolled back).
 FAILED_OUTCOME = "failed"
 HOT_ACCOUNT_WINDOW_SECONDS = 10
